@@ -1,0 +1,77 @@
+"""Reading and writing the pipeline's files.
+
+Every table is Parquet with a JSON provenance record in its schema metadata (key
+``prune_distill``): what produced it, from which config, on which data. Every write goes to a
+temporary file in the same folder and is renamed into place, so an interrupted job never leaves a
+file that looks finished.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+META_KEY = b"prune_distill"
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary path next to ``path``, then rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_table(df: pd.DataFrame, path: str | Path, meta: dict[str, Any]) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    full_meta = {**(table.schema.metadata or {}), META_KEY: json.dumps({**meta, "code_version": code_version()}, sort_keys=True).encode()}
+    table = table.replace_schema_metadata(full_meta)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    return table.to_pandas(), json.loads(raw) if raw else {}
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def stable_hash(obj: Any) -> str:
+    """Hash of a JSON-able object that does not depend on key order."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@functools.cache
+def code_version() -> str:
+    """The git commit of the code, with ``+dirty`` when the tree has uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "pipeline", "workflow"],
+            cwd=here.parent, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")

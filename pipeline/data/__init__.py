@@ -1,0 +1,41 @@
+"""Dataset registry. A loader is called as ``loader(root, download)`` and returns a
+``Dataset`` whose training split is in canonical order (the official training split's order), so a
+sample's position there is its ``sample_index`` in every table.
+
+Adding a dataset: one file in this package with ``@DATASETS.register("name")`` and its import below.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.data.splits import Augment, Dataset, Split, TensorSplit
+from pipeline.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+
+def load_dataset(
+    name: str,
+    root: str | Path | None = None,
+    download: bool = False,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+) -> Dataset:
+    """Load a registered dataset; ``train_limit``/``test_limit`` keep only the first n samples of
+    a split (tiny runs), which changes the fingerprint, so such results never mix with full ones."""
+    data = DATASETS.get(name)(Path(root) if root else None, download)
+    if train_limit is None and test_limit is None:
+        return data
+    return Dataset(
+        data.name,
+        data.train.head(train_limit) if train_limit else data.train,
+        data.test.head(test_limit) if test_limit else data.test,
+        data.num_classes,
+        data.in_channels,
+        data.augment,
+    )
+
+
+from pipeline.data import cifar, fashion_mnist, imagenet, svhn  # noqa: E402,F401
+
+__all__ = ["DATASETS", "Augment", "Dataset", "Split", "TensorSplit", "load_dataset"]

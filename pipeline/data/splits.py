@@ -1,0 +1,119 @@
+"""Training and test splits as the training loop sees them.
+
+``TensorSplit`` holds a whole split as one uint8 tensor (datasets that fit in memory: MNIST-like,
+CIFAR, SVHN) and augments a batch at a time with tensor ops, so a subset is only an index tensor
+and the loader never becomes the bottleneck. ``Dataset`` bundles both splits with what every
+output records about the data: its name and fingerprint.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+import torch
+import torch.nn.functional as F
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs, labels, canonical indices
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random crop after zero padding by ``crop_padding`` pixels, and random horizontal flip."""
+
+    crop_padding: int = 0
+    flip: bool = False
+
+
+class Split(Protocol):
+    labels: torch.Tensor  # int64, canonical order
+
+    def __len__(self) -> int: ...
+
+    def batches(
+        self,
+        indices: torch.Tensor,
+        batch_size: int,
+        *,
+        device: torch.device,
+        order: torch.Generator | None = None,
+        augment: Augment | None = None,
+        augment_rng: torch.Generator | None = None,
+    ) -> Iterator[Batch]: ...
+
+    def head(self, n: int) -> "Split": ...
+
+    def fingerprint_parts(self) -> list[bytes]: ...
+
+
+@dataclass
+class TensorSplit:
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self):
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        self.labels = self.labels.to(torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def head(self, n: int) -> "TensorSplit":
+        return TensorSplit(self.images[:n], self.labels[:n], self.mean, self.std)
+
+    def fingerprint_parts(self) -> list[bytes]:
+        return [str(tuple(self.images.shape)).encode(), self.labels.numpy().tobytes()]
+
+    def batches(self, indices, batch_size, *, device, order=None, augment=None, augment_rng=None):
+        """Yield batches of ``indices`` (shuffled with ``order`` when given), normalised and
+        augmented on ``device``. The last batch may be smaller: no sample is silently dropped."""
+        if order is not None:
+            indices = indices[torch.randperm(len(indices), generator=order)]
+        mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
+        for start in range(0, len(indices), batch_size):
+            idx = indices[start : start + batch_size]
+            x = self.images[idx]
+            if augment is not None:
+                x = augment_batch(x, augment, augment_rng)
+            x = x.to(device, non_blocking=True).float().div_(255).sub_(mean).div_(std)
+            yield x, self.labels[idx].to(device, non_blocking=True), idx.to(device, non_blocking=True)
+
+
+def augment_batch(x: torch.Tensor, augment: Augment, rng: torch.Generator | None) -> torch.Tensor:
+    """Per-sample random crop (of the zero-padded image) and flip for a whole uint8 batch."""
+    n, _, h, w = x.shape
+    p = augment.crop_padding
+    if p > 0:
+        padded = F.pad(x, (p, p, p, p))
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=rng)
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=rng)
+        rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+        x = padded[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]
+    if augment.flip:
+        flip = torch.rand(n, generator=rng) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    test: Split
+    num_classes: int
+    in_channels: int
+    augment: Augment  # the dataset's standard training augmentation
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self):
+        h = hashlib.sha256(self.name.encode())
+        for part in self.train.fingerprint_parts() + self.test.fingerprint_parts():
+            h.update(part)
+        self.fingerprint = h.hexdigest()[:16]

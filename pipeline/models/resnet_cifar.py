@@ -1,0 +1,98 @@
+"""CIFAR ResNets of He et al. 2016 ("Deep Residual Learning", Sec. 4.2: 6n+2 layers, three stages)
+as used by RepDistiller / CRD (Tian et al. 2020), including their wider ``x4`` variants and their
+1x1 conv + BN projection shortcut whenever a block changes shape."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from pipeline.models import MODELS
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """``widths`` = (stem, stage1, stage2, stage3), as RepDistiller's ``num_filters``."""
+
+    def __init__(self, depth: int, widths: tuple[int, int, int, int], num_classes: int,
+                 in_channels: int = 3):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        stages = []
+        in_planes = widths[0]
+        for planes, stride in zip(widths[1:], (1, 2, 2)):
+            blocks = []
+            for i in range(n):
+                blocks.append(BasicBlock(in_planes, planes, stride if i == 0 else 1))
+                in_planes = planes
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        # Adaptive rather than RepDistiller's AvgPool2d(8) so 28x28 inputs work too.
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(in_planes, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
+
+
+_SMALL = (16, 16, 32, 64)
+_WIDE = (32, 64, 128, 256)
+
+
+@MODELS.register("resnet20")
+def resnet20(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
+    return CifarResNet(20, _SMALL, num_classes, in_channels, **kwargs)
+
+
+@MODELS.register("resnet32")
+def resnet32(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
+    return CifarResNet(32, _SMALL, num_classes, in_channels, **kwargs)
+
+
+@MODELS.register("resnet56")
+def resnet56(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
+    return CifarResNet(56, _SMALL, num_classes, in_channels, **kwargs)
+
+
+@MODELS.register("resnet110")
+def resnet110(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
+    return CifarResNet(110, _SMALL, num_classes, in_channels, **kwargs)
+
+
+@MODELS.register("resnet8x4")
+def resnet8x4(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
+    return CifarResNet(8, _WIDE, num_classes, in_channels, **kwargs)
+
+
+@MODELS.register("resnet32x4")
+def resnet32x4(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
+    return CifarResNet(32, _WIDE, num_classes, in_channels, **kwargs)

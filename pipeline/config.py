@@ -1,0 +1,150 @@
+"""Loading and validating an experiment config, once, before any job runs.
+
+Structure, types and ranges come from ``workflow/schemas/config.schema.yaml`` (JSON schema; the
+place where every key is documented). Then the names are checked against the registries and each
+component's parameters against its Params. Every problem is one line naming the key, the bad
+value and what is allowed. The result has every default filled in, so the parameters a job sees
+(and Snakemake compares to decide reruns) are complete.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from pipeline.errors import UserError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise UserError(f"config file {path} not found") from None
+    return validate_config(config)
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    config = copy.deepcopy(config or {})
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        raise UserError(_describe(error))
+    _fill_defaults(schema, config, schema)
+    _check_components(config)
+    return config
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "top level"
+    if error.validator == "additionalProperties" and isinstance(error.validator_value, bool):
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return f"config error in {where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}"
+    return f"config error in {where}: {error.message}"
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    ref = schema.get("$ref")
+    if ref is None:
+        return schema
+    target = root
+    for part in ref.removeprefix("#/").split("/"):
+        target = target[part]
+    return {**_resolve(target, root), **{k: v for k, v in schema.items() if k != "$ref"}}
+
+
+def _fill_defaults(schema: dict, value: Any, root: dict) -> None:
+    schema = _resolve(schema, root)
+    if not isinstance(value, dict):
+        return
+    properties = schema.get("properties", {})
+    for key, sub in properties.items():
+        sub = _resolve(sub, root) if isinstance(sub, dict) else sub
+        if key not in value and isinstance(sub, dict) and "default" in sub:
+            value[key] = copy.deepcopy(sub["default"])
+    for key, item in value.items():
+        sub = properties.get(key, schema.get("additionalProperties"))
+        if isinstance(sub, dict):
+            _fill_defaults(sub, item, root)
+
+
+def _check_components(config: dict[str, Any]) -> None:
+    # Imported here: the registries pull in torch, which the schema checks above do not need.
+    from pipeline.data import DATASETS
+    from pipeline.models import MODELS
+    from pipeline.params import parse_params
+    from pipeline.scorers import build_scorer
+    from pipeline.selectors import SELECTORS
+    from pipeline.train import TrainConfig
+
+    DATASETS.get(config["data"]["dataset"])
+    for where, section in [*((f"teachers.{n}", t) for n, t in config["teachers"].items()), ("student", config["student"])]:
+        MODELS.get(section["model"])
+        section["train"] = dataclasses.asdict(parse_params(TrainConfig, section["train"], f"{where}.train"))
+
+    for name, params in config["scorers"].items():
+        config["scorers"][name] = build_scorer(name, params).params_dict()
+
+    selection = config["selection"]
+    for f in selection["keep_fractions"]:
+        if not 0 < f <= 1:
+            raise UserError(f"config error in selection.keep_fractions: {f} is outside (0, 1]")
+    if len(set(selection["keep_fractions"])) != len(selection["keep_fractions"]):
+        raise UserError(f"config error in selection.keep_fractions: duplicates in {selection['keep_fractions']}")
+    for selector, scorers in selection["selectors"].items():
+        SELECTORS.get(selector)
+        for scorer in scorers:
+            if scorer not in config["scorers"]:
+                raise UserError(
+                    f"config error in selection.selectors.{selector}: scorer {scorer!r} is not configured "
+                    f"under scorers; configured: {', '.join(config['scorers'])}"
+                )
+
+    teachers = list(config["teachers"])
+    scoring = config["scoring"]
+    scoring["teacher"] = scoring["teacher"] or teachers[0]
+    _check_teacher(scoring["teacher"], teachers, "scoring.teacher")
+    for name, setting in config["distillation"].items():
+        params = {k: v for k, v in setting.items() if k not in ("loss", "teacher")}
+        loss = _build_loss_checked(setting["loss"], params, f"distillation.{name}")
+        if loss.needs_teacher:
+            _check_teacher(setting.get("teacher"), teachers, f"distillation.{name}.teacher")
+        elif "teacher" in setting:
+            raise UserError(f"config error in distillation.{name}: loss {setting['loss']!r} uses no teacher; remove 'teacher'")
+        setting.update(_loss_params(setting["loss"], params))
+
+
+def _check_teacher(name: str | None, teachers: list[str], where: str) -> None:
+    if name not in teachers:
+        raise UserError(f"config error in {where}: teacher {name!r} is not defined; defined: {', '.join(teachers)}")
+
+
+def _loss_params(loss: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The loss's parameters with its defaults filled in."""
+    from pipeline.losses import LOSSES
+
+    signature = inspect.signature(LOSSES.get(loss).__init__)
+    defaults = {
+        n: p.default
+        for n, p in signature.parameters.items()
+        if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    return {**defaults, **params}
+
+
+def _build_loss_checked(loss: str, params: dict[str, Any], where: str):
+    from pipeline.losses import build_loss
+
+    allowed = list(_loss_params(loss, {}))
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise UserError(f"config error in {where}: unknown parameter {unknown[0]!r} for loss {loss!r}; allowed: {', '.join(allowed) or 'none'}")
+    return build_loss(loss, **params)

@@ -1,0 +1,53 @@
+"""Stage 2: score every training sample with one scorer (higher = harder).
+
+Writes ``sample_index, label, score`` in canonical order, with the scorer's name, parameters and
+seed and the dataset fingerprint in the file's metadata.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.cli import data_meta, parser, setup, stage
+from pipeline.errors import UserError
+from pipeline.io import stable_hash, write_table
+from pipeline.scorers import ScoringContext, build_scorer
+
+
+@stage
+def main(argv=None):
+    p = parser(__doc__)
+    p.add_argument("--teacher", default=None, help="the reference teacher's checkpoint")
+    p.add_argument("--dynamics", default=None, help="the reference teacher's training dynamics")
+    p.add_argument("--output", required=True)
+    args = p.parse_args(argv)
+    spec, data, device = setup(args)
+    scorer = build_scorer(spec["scorer"], spec["params"])
+    ctx = ScoringContext(data, spec["seed"], device, spec["batch_size"],
+                         Path(args.teacher) if args.teacher else None,
+                         Path(args.dynamics) if args.dynamics else None)
+    scores = np.asarray(scorer.score(ctx), dtype=np.float64)
+    if scores.shape != (len(data.train),):
+        raise UserError(f"scorer {scorer.name!r} returned shape {scores.shape}, expected ({len(data.train)},)")
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if len(bad):
+        raise UserError(f"scorer {scorer.name!r} gave {len(bad)} NaN or infinite scores, first at sample indices {bad[:5].tolist()}")
+    table = pd.DataFrame({"sample_index": np.arange(len(scores)), "label": data.train.labels.numpy(), "score": scores})
+    write_table(table, args.output, {
+        "stage": "scores", "scorer": scorer.name, "params": scorer.params_dict(), "seed": spec["seed"],
+        "spec": spec, "config_hash": stable_hash(spec), "scores_hash": scores_hash(table), "device": str(device),
+        **data_meta(data),
+    })
+
+
+def scores_hash(table: pd.DataFrame) -> str:
+    """Content hash of a score table, which every subset drawn from it records."""
+    data = table["sample_index"].to_numpy(np.int64).tobytes() + table["score"].to_numpy(np.float64).tobytes()
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+if __name__ == "__main__":
+    main()

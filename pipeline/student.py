@@ -1,0 +1,100 @@
+"""Stage 4: train one student on one subset with one distillation setting and seed.
+
+Trains for a fixed number of epochs over the subset only (cost scales with the keep fraction),
+on the labels (loss ``ce``) or with a teacher (e.g. Hinton KD). Writes per-epoch metrics, the
+student's checkpoint and one result row that records the seed, the config and the data it saw.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import torch
+
+from pipeline.checkpoints import load_model, save_model
+from pipeline.cli import data_meta, parser, setup, stage
+from pipeline.errors import UserError
+from pipeline.io import code_version, read_table, stable_hash, write_table
+from pipeline.losses import build_loss
+from pipeline.models import build_model
+from pipeline.params import parse_params
+from pipeline.seeding import seeded_init
+from pipeline.train import TrainConfig, fit
+
+
+@stage
+def main(argv=None):
+    p = parser(__doc__)
+    p.add_argument("--subset", required=True)
+    p.add_argument("--teacher", default=None, help="teacher checkpoint, for losses that need one")
+    p.add_argument("--epochs-out", required=True)
+    p.add_argument("--run-out", required=True)
+    p.add_argument("--model-out", required=True)
+    args = p.parse_args(argv)
+    spec, data, device = setup(args)
+    subset, subset_meta = read_table(args.subset)
+    if subset_meta["dataset_fingerprint"] != data.fingerprint:
+        raise UserError(f"{args.subset} was selected on data {subset_meta['dataset_fingerprint']}, "
+                        f"this run's data is {data.fingerprint}")
+    student, distill, seed = spec["student"], spec["distillation"], spec["seed"]
+    loss_params = {k: v for k, v in distill.items() if k not in ("name", "loss", "teacher")}
+    loss = build_loss(distill["loss"], **loss_params)
+    teacher = teacher_acc = None
+    if loss.needs_teacher:
+        if args.teacher is None:
+            raise UserError(f"distillation {distill['name']!r} uses loss {distill['loss']!r}, which needs --teacher")
+        teacher, teacher_spec = load_model(args.teacher, data.fingerprint)
+        teacher_acc = teacher_spec["test_acc"]
+    cfg = parse_params(TrainConfig, student["train"], "student.train")
+    with seeded_init(seed, "init"):
+        model = build_model(student["model"], data.num_classes, data.in_channels, **student["model_args"])
+    indices = torch.tensor(subset["sample_index"].to_numpy(), dtype=torch.long)
+    start = time.perf_counter()
+    history = fit(model, data, indices, cfg, seed=seed, device=device, loss=loss, teacher=teacher)
+    train_seconds = time.perf_counter() - start
+
+    meta = {"stage": "students", "spec": spec, "config_hash": stable_hash(spec), "seed": seed,
+            "subset": args.subset, "subset_scores_hash": subset_meta["scores_hash"], "device": str(device),
+            **data_meta(data)}
+    evaluated = history.dropna(subset=["test_acc"])
+    run = {
+        "experiment": spec["experiment"],
+        "dataset": data.name,
+        "teacher": distill.get("teacher"),
+        "teacher_test_acc": teacher_acc,
+        "student": student["model"] + _args_suffix(student["model_args"]),
+        "scorer": subset_meta["scorer"],
+        "selector": subset_meta["selector"],
+        "keep_fraction": subset_meta["keep_fraction"],
+        "distillation": distill["name"],
+        "loss": distill["loss"],
+        "alpha": float(loss_params.get("alpha", 0.0)),
+        "temperature": float(loss_params["temperature"]) if "temperature" in loss_params else float("nan"),
+        "seed": seed,
+        "epochs": cfg.epochs,
+        "final_test_acc": float(history["test_acc"].iloc[-1]),
+        "best_test_acc": float(evaluated["test_acc"].max()),  # chosen on the test set: biased, for reference only
+        "n_train": len(indices),
+        "train_seconds": train_seconds,
+        "device": str(device),
+        "dataset_fingerprint": data.fingerprint,
+        "subset_scores_hash": subset_meta["scores_hash"],
+        "config_hash": stable_hash(spec),
+        "config": json.dumps(spec, sort_keys=True),
+        "code_version": code_version(),
+    }
+    write_table(history, args.epochs_out, meta)
+    save_model(args.model_out, model, {"model": student["model"], "model_args": student["model_args"],
+                                       "num_classes": data.num_classes, "in_channels": data.in_channels,
+                                       "test_acc": run["final_test_acc"], **meta})
+    write_table(pd.DataFrame([run]), args.run_out, meta)
+    print(f"final test accuracy {run['final_test_acc']:.4f} on {len(indices)} training samples")
+
+
+def _args_suffix(model_args: dict) -> str:
+    return "".join(f"_{k}{v}" for k, v in sorted(model_args.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Stage 3: select the kept subset for one (scorer, selector, keep fraction).
+
+Reads a score table, writes the kept canonical indices with their labels, and records the
+selector, keep fraction, seed, the score table's content hash and the dataset fingerprint, so any
+student can be traced to its data.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+
+from pipeline.cli import stage
+from pipeline.errors import UserError
+from pipeline.io import read_table, stable_hash, write_table
+from pipeline.seeding import numpy_generator
+from pipeline.selectors import select_subset
+
+
+@stage
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--spec", required=True, type=json.loads)
+    p.add_argument("--scores", required=True)
+    p.add_argument("--output", required=True)
+    args = p.parse_args(argv)
+    spec = args.spec
+    scores, meta = read_table(args.scores)
+    if not (scores["sample_index"].to_numpy() == range(len(scores))).all():
+        raise UserError(f"{args.scores} is not in canonical sample order")
+    rng = numpy_generator(spec["seed"], "select", spec["selector"])
+    kept = select_subset(spec["selector"], scores["score"].to_numpy(), scores["label"].to_numpy(),
+                         spec["keep_fraction"], rng, spec["class_balanced"])
+    table = pd.DataFrame({"sample_index": kept, "label": scores["label"].to_numpy()[kept]})
+    print(f"kept {len(kept)} of {len(scores)} samples ({spec['selector']} by {meta['scorer']}, f = {spec['keep_fraction']})")
+    write_table(table, args.output, {
+        "stage": "subsets", "scorer": meta["scorer"], "selector": spec["selector"],
+        "keep_fraction": spec["keep_fraction"], "class_balanced": spec["class_balanced"], "seed": spec["seed"],
+        "scores_hash": meta["scores_hash"], "spec": spec, "config_hash": stable_hash(spec),
+        "dataset": meta["dataset"], "dataset_fingerprint": meta["dataset_fingerprint"],
+    })
+
+
+if __name__ == "__main__":
+    main()

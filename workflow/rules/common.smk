@@ -1,0 +1,105 @@
+# Everything the rules compute from the config: validation, paths, wildcard values and each job's
+# spec (the resolved slice of the config it depends on, passed as a param so that changing it
+# reruns exactly the jobs it affects).
+import json
+import re
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+REPO = Path(workflow.basedir).parent
+sys.path.insert(0, str(REPO))
+from pipeline.config import validate_config
+from pipeline.errors import UserError
+
+try:
+    config.update(validate_config(config))
+except UserError as error:
+    raise WorkflowError(str(error)) from None
+
+
+RESULTS = f"results/{config['experiment']}"
+LOGS = f"logs/{config['experiment']}"
+BENCHMARKS = f"{RESULTS}/benchmarks"
+SCORING_TEACHER = config["scoring"]["teacher"]
+
+
+def keep_label(fraction):
+    return format(fraction, "g")
+
+
+KEEPS = {keep_label(f): f for f in config["selection"]["keep_fractions"]}
+SELECTIONS = [
+    (scorer, selector)
+    for selector, scorers in config["selection"]["selectors"].items()
+    for scorer in scorers
+]
+
+
+def choice(names):
+    return "|".join(re.escape(str(n)) for n in names)
+
+
+wildcard_constraints:
+    teacher=choice(config["teachers"]),
+    scorer=choice(config["scorers"]),
+    selector=choice(config["selection"]["selectors"]),
+    keep=choice(KEEPS),
+    distill=choice(config["distillation"]),
+    seed=r"\d+",
+
+
+def as_json(obj):
+    return json.dumps(obj, sort_keys=True)
+
+
+def common_spec():
+    return {"experiment": config["experiment"], "data": config["data"], "device": config["device"]}
+
+
+def teacher_spec(wildcards):
+    return as_json({**common_spec(), "name": wildcards.teacher, "teacher": config["teachers"][wildcards.teacher]})
+
+
+def score_spec(wildcards):
+    scoring = config["scoring"]
+    return as_json({**common_spec(), "scorer": wildcards.scorer, "params": config["scorers"][wildcards.scorer],
+                    "seed": scoring["seed"], "batch_size": scoring["batch_size"]})
+
+
+def subset_spec(wildcards):
+    selection = config["selection"]
+    return as_json({"selector": wildcards.selector, "keep_fraction": KEEPS[wildcards.keep],
+                    "class_balanced": selection["class_balanced"], "seed": selection["seed"]})
+
+
+def student_spec(wildcards):
+    student = {k: v for k, v in config["student"].items() if k != "seeds"}
+    distill = {"name": wildcards.distill, **config["distillation"][wildcards.distill]}
+    return as_json({**common_spec(), "student": student, "distillation": distill, "seed": int(wildcards.seed)})
+
+
+def teacher_files(name):
+    folder = f"{RESULTS}/teachers/{name}"
+    return {"model": f"{folder}/model.pt", "epochs": f"{folder}/epochs.parquet", "dynamics": f"{folder}/dynamics.parquet"}
+
+
+def student_teacher(wildcards):
+    """The student's teacher checkpoint, for distillation settings that name one."""
+    name = config["distillation"][wildcards.distill].get("teacher")
+    return [teacher_files(name)["model"]] if name else []
+
+
+def student_runs():
+    return [
+        f"{RESULTS}/students/{scorer}/{selector}/keep{keep}/{distill}/seed{seed}/run.parquet"
+        for scorer, selector in SELECTIONS
+        for keep in KEEPS
+        for distill in config["distillation"]
+        for seed in config["student"]["seeds"]
+    ]
+
+
+def get_final_output():
+    return [f"{RESULTS}/summary.parquet", f"{RESULTS}/accuracy_vs_keep_fraction.png"]

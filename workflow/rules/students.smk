@@ -1,0 +1,22 @@
+rule students:
+    input:
+        subset=f"{RESULTS}/subsets/{{scorer}}/{{selector}}/keep{{keep}}.parquet",
+        teacher=student_teacher,
+    output:
+        run=f"{RESULTS}/students/{{scorer}}/{{selector}}/keep{{keep}}/{{distill}}/seed{{seed}}/run.parquet",
+        epochs=f"{RESULTS}/students/{{scorer}}/{{selector}}/keep{{keep}}/{{distill}}/seed{{seed}}/epochs.parquet",
+        model=f"{RESULTS}/students/{{scorer}}/{{selector}}/keep{{keep}}/{{distill}}/seed{{seed}}/model.pt",
+    params:
+        spec=student_spec,
+        teacher=lambda wildcards, input: f"--teacher {input.teacher[0]}" if input.teacher else "",
+    threads: config["student"]["threads"]
+    log:
+        f"{LOGS}/students/{{scorer}}/{{selector}}/keep{{keep}}/{{distill}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/students/{{scorer}}/{{selector}}/keep{{keep}}/{{distill}}/seed{{seed}}.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m pipeline.student --spec {params.spec:q} --threads {threads} --subset {input.subset:q} "
+        "{params.teacher} --epochs-out {output.epochs:q} --run-out {output.run:q} --model-out {output.model:q} "
+        "> {log:q} 2>&1"

@@ -1,0 +1,15 @@
+rule subsets:
+    input:
+        f"{RESULTS}/scores/{{scorer}}.parquet",
+    output:
+        f"{RESULTS}/subsets/{{scorer}}/{{selector}}/keep{{keep}}.parquet",
+    params:
+        spec=subset_spec,
+    log:
+        f"{LOGS}/subsets/{{scorer}}/{{selector}}/keep{{keep}}.log",
+    benchmark:
+        f"{BENCHMARKS}/subsets/{{scorer}}/{{selector}}/keep{{keep}}.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m pipeline.subset --spec {params.spec:q} --scores {input:q} --output {output:q} > {log:q} 2>&1"

@@ -65,7 +65,7 @@ class Dynamics:
         return pd.DataFrame(
             {
                 "sample_index": index.numpy(),
-                "epoch": epoch.numpy().astype("int32"),
+                "epoch": epoch.numpy().astype("int32") + 1,  # 1-based, as in the per-epoch metrics
                 "correct": self.correct.cpu()[epoch, index].numpy(),
                 "margin": self.margin.cpu()[epoch, index].numpy(),
             }

@@ -16,7 +16,7 @@ from pipeline.losses import LOSSES, DistillLoss
 def kd_kl(student_logits, teacher_logits, temperature: float):
     """T^2 * KL(p_t || p_s) at temperature T, batch mean."""
     log_p_s = F.log_softmax(student_logits / temperature, dim=1)
-    log_p_t = F.log_softmax(teacher_logits / temperature, dim=1)
+    log_p_t = F.log_softmax(teacher_logits.detach() / temperature, dim=1)  # the teacher is never trained
     return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * temperature**2
 
 

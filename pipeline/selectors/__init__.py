@@ -39,6 +39,8 @@ def select_subset(
     bad = np.flatnonzero(~np.isfinite(scores))
     if len(bad):
         raise UserError(f"{len(bad)} scores are NaN or infinite, first at sample indices {bad[:5].tolist()}")
+    if total_budget(len(scores), keep_fraction) == 0:
+        raise UserError(f"keep fraction {keep_fraction} of {len(scores)} samples keeps none; allowed: f >= {0.5 / len(scores):.2g}")
     pick = SELECTORS.get(selector)
     indices = np.arange(len(scores))
     if class_balanced:

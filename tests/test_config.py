@@ -1,0 +1,81 @@
+"""Config validation: the default validates with every default filled in, and each mistake is one
+line naming the bad key or value and what is allowed."""
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import load_config, validate_config
+from pipeline.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_default_config_validates_and_fills_defaults():
+    config = load_config(REPO / "config" / "config.yaml")
+    assert config["scoring"] == {"teacher": "cnn32", "seed": 0, "batch_size": 1024, "threads": 1}
+    assert config["student"]["train"]["momentum"] == 0.9  # TrainConfig default
+    assert config["student"]["train"]["epochs"] == 25  # from the file
+    assert config["scorers"]["forgetting"] == {"never_learned": "max"}
+    assert config["distillation"]["kd"] == {"loss": "kd", "teacher": "cnn32", "alpha": 0.9, "temperature": 4}
+    assert config["data"]["train_limit"] is None
+    assert config["selection"]["class_balanced"] is True
+
+
+def test_tiny_config_validates():
+    assert load_config(REPO / "tests" / "configs" / "tiny.yaml")["experiment"] == "tiny"
+
+
+def _set(config, path, value):
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+DELETE = object()
+
+BAD = [
+    ("experimnt", "x", "unknown key 'experimnt'; allowed: data, device, distillation, experiment"),
+    ("data.datset", "x", "config error in data: unknown key 'datset'; allowed: dataset, download, root"),
+    ("data.dataset", "mnist", "unknown dataset 'mnist'; known: cifar10, cifar100, fashion_mnist, imagenet, svhn"),
+    ("teachers.cnn32.model", "resnet9", "unknown model 'resnet9'; known: cnn, mobilenetv2"),
+    ("teachers.cnn32.train.epohcs", 3, "unknown key 'epohcs'; allowed: augment, batch_size, epochs"),
+    ("scorers.el3n", {}, "unknown scorer 'el3n'; known: el2n, forgetting, random, teacher_ce"),
+    ("scorers.el2n", {"rounds": 3}, "unknown parameter 'rounds' for scorer 'el2n'; allowed: runs, model"),
+    ("scorers.forgetting", {"never_learned": "sometimes"}, "never_learned must be 'max' or 'zero', got 'sometimes'"),
+    ("selection.selectors", {"hardst": ["random"]}, "unknown selector 'hardst'; known: easiest, hardest, random"),
+    ("selection.selectors", {"hardest": ["grand"]}, "scorer 'grand' is not configured under scorers"),
+    ("selection.keep_fractions", [0.1, 1.5], "selection.keep_fractions: 1.5 is outside (0, 1]"),
+    ("selection.keep_fractions", [0, 0.5], "selection.keep_fractions: 0 is outside (0, 1]"),
+    ("distillation.kd.teacher", "resnet", "distillation.kd.teacher: teacher 'resnet' is not defined; defined: cnn32"),
+    ("distillation.kd.teacher", DELETE, "distillation.kd.teacher: teacher None is not defined"),
+    ("distillation.kd.alpha", 1.5, "kd alpha must be in [0, 1], got 1.5"),
+    ("distillation.kd.temperature", 0, "kd temperature must be > 0, got 0"),
+    ("distillation.kd.beta", 2, "unknown parameter 'beta' for loss 'kd'; allowed: alpha, temperature"),
+    ("distillation.kd.loss", "crd", "unknown loss 'crd'; known: ce, kd"),
+    ("device", "tpu", "config error in device: 'tpu' is not one of ['auto', 'cpu', 'cuda']"),
+    ("scoring.teacher", "big", "scoring.teacher: teacher 'big' is not defined"),
+]
+
+
+@pytest.mark.parametrize("path,value,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_is_one_clear_line(path, value, message):
+    config = copy.deepcopy(DEFAULT)
+    _set(config, path, value)
+    with pytest.raises(UserError) as error:
+        validate_config(config)
+    text = str(error.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_missing_config_file():
+    with pytest.raises(UserError, match="config file nowhere.yaml not found"):
+        load_config("nowhere.yaml")

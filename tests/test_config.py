@@ -17,7 +17,7 @@ def test_default_config_validates_and_fills_defaults():
     config = load_config(REPO / "config" / "config.yaml")
     assert config["scoring"] == {"teacher": "cnn32", "seed": 0, "batch_size": 1024, "threads": 1}
     assert config["student"]["train"]["momentum"] == 0.9  # TrainConfig default
-    assert config["student"]["train"]["epochs"] == 25  # from the file
+    assert config["student"]["train"]["epochs"] == 20  # from the file
     assert config["scorers"]["forgetting"] == {"never_learned": "max"}
     assert config["distillation"]["kd"] == {"loss": "kd", "teacher": "cnn32", "alpha": 0.9, "temperature": 4}
     assert config["data"]["train_limit"] is None

@@ -1,6 +1,6 @@
 # Everything the rules compute from the config: validation, paths, wildcard values and each job's
 # spec (the resolved slice of the config it depends on, passed as a param so that changing it
-# reruns exactly the jobs it affects).
+# reruns exactly the jobs it affects; threads are resources, not part of it).
 import json
 import re
 import sys
@@ -58,8 +58,13 @@ def common_spec():
     return {"experiment": config["experiment"], "data": config["data"], "device": config["device"]}
 
 
+def without(section, *keys):
+    return {k: v for k, v in section.items() if k not in keys}
+
+
 def teacher_spec(wildcards):
-    return as_json({**common_spec(), "name": wildcards.teacher, "teacher": config["teachers"][wildcards.teacher]})
+    teacher = without(config["teachers"][wildcards.teacher], "threads")
+    return as_json({**common_spec(), "name": wildcards.teacher, "teacher": teacher})
 
 
 def score_spec(wildcards):
@@ -75,7 +80,7 @@ def subset_spec(wildcards):
 
 
 def student_spec(wildcards):
-    student = {k: v for k, v in config["student"].items() if k != "seeds"}
+    student = without(config["student"], "seeds", "threads")
     distill = {"name": wildcards.distill, **config["distillation"][wildcards.distill]}
     return as_json({**common_spec(), "student": student, "distillation": distill, "seed": int(wildcards.seed)})
 

@@ -1,6 +1,6 @@
 """The one training loop, shared by teachers, proxy models and students.
 
-SGD with Nesterov momentum and a one-cycle learning rate schedule over a fixed number of epochs
+SGD with (Nesterov) momentum and a one-cycle learning rate schedule over a fixed number of epochs
 over the given indices (so the cost of a student scales with its keep fraction). Metrics
 accumulate on the device and are read once per epoch: the step itself never waits on the host.
 """
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from pipeline.data import Dataset, Split
 from pipeline.errors import UserError
+from pipeline.infobatch import InfoBatch, InfoBatchConfig
 from pipeline.losses import DistillLoss
 from pipeline.seeding import torch_generator
 
@@ -26,7 +27,7 @@ from pipeline.seeding import torch_generator
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
-    lr: float = 0.1  # peak learning rate of the one-cycle schedule
+    lr: float = 0.1  # peak learning rate of the one-cycle schedule (see one_cycle_lr)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = True
@@ -79,6 +80,18 @@ def margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return target - others.max(1).values
 
 
+def one_cycle_lr(progress: float, peak: float) -> float:
+    """One-cycle learning rate at ``progress`` in [0, 1] of training: cosine warm-up from peak/25
+    over the first 25 %, then cosine annealing to peak/25e4 (the shape of torch's OneCycleLR, as
+    a function of progress so that epochs of varying length, as with InfoBatch, keep the schedule)."""
+    start, end, warmup = peak / 25, peak / 25e4, 0.25
+    if progress < warmup:
+        low, high, t = start, peak, progress / warmup
+    else:
+        low, high, t = peak, end, (progress - warmup) / (1 - warmup)
+    return high + (low - high) * (1 + math.cos(math.pi * min(t, 1.0))) / 2
+
+
 def fit(
     model: nn.Module,
     data: Dataset,
@@ -90,33 +103,41 @@ def fit(
     loss: DistillLoss,
     teacher: nn.Module | None = None,
     dynamics: Dynamics | None = None,
+    infobatch: InfoBatchConfig | None = None,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
-    """Train ``model`` on ``data.train[indices]``; return one row of metrics per epoch."""
+    """Train ``model`` on ``data.train[indices]``; return one row of metrics per epoch.
+
+    The loss gives per-sample terms; the step minimises their (weighted) batch mean. With
+    ``infobatch`` each epoch trains on InfoBatch's share of ``indices`` (``sample_steps`` per row
+    counts the samples actually trained on)."""
     if loss.needs_teacher and teacher is None:
         raise UserError(f"loss {type(loss).__name__} needs a teacher")
     # channels_last: about 2x faster convolutions on CPU (oneDNN) and the layout tensor cores want.
     model.to(device, memory_format=torch.channels_last)
     if teacher is not None:
         teacher.to(device, memory_format=torch.channels_last).eval()
-    steps_per_epoch = math.ceil(len(indices) / cfg.batch_size)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
     )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25
-    )
     order, augment_rng = torch_generator(seed, "order"), torch_generator(seed, "augment")
+    prune_rng = torch_generator(seed, "infobatch")
+    dynamic = InfoBatch(infobatch, len(data.train), cfg.epochs, device) if infobatch else None
     augment = data.augment if cfg.augment else None
     rows, start = [], time.perf_counter()
     for epoch in range(cfg.epochs):
         model.train()
         epoch_start = time.perf_counter()
+        epoch_indices = dynamic.plan(epoch, indices, prune_rng) if dynamic else indices
+        steps = math.ceil(len(epoch_indices) / cfg.batch_size)
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=device)
-        for x, y, idx in data.train.batches(
-            indices, cfg.batch_size, device=device, order=order, augment=augment, augment_rng=augment_rng
-        ):
+        for step, (x, y, idx) in enumerate(data.train.batches(
+            epoch_indices, cfg.batch_size, device=device, order=order, augment=augment, augment_rng=augment_rng
+        )):
+            lr = one_cycle_lr((epoch + step / steps) / cfg.epochs, cfg.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             x = x.contiguous(memory_format=torch.channels_last)
             logits = model(x)
             teacher_logits = None
@@ -124,28 +145,32 @@ def fit(
                 with torch.no_grad():
                     teacher_logits = teacher(x)
             terms = loss(logits, y, teacher_logits)
-            total = sum(terms.values())
+            per_sample = sum(terms.values())
+            weighted = per_sample * dynamic.weight[idx] if dynamic else per_sample
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            weighted.mean().backward()
             optimizer.step()
-            schedule.step()
             with torch.no_grad():
                 for name, value in terms.items():
-                    sums[name] = sums.get(name, 0) + value.detach() * len(y)
+                    sums[name] = sums.get(name, 0) + value.detach().sum()
                 correct += (logits.argmax(1) == y).sum()
                 if dynamics is not None:
                     dynamics.update(epoch, logits, y, idx)
+                if dynamic is not None:
+                    dynamic.update(idx, per_sample)
         seconds = time.perf_counter() - epoch_start
+        n = len(epoch_indices)
         row = {
             "epoch": epoch + 1,
-            "lr": schedule.get_last_lr()[0],
-            "train_loss": float(sum(sums.values())) / len(indices),
-            **{f"train_{name}": float(value) / len(indices) for name, value in sums.items()},
-            "train_acc": float(correct) / len(indices),
+            "lr": lr,
+            "sample_steps": n,
+            "train_loss": float(sum(sums.values())) / n,
+            **{f"train_{name}": float(value) / n for name, value in sums.items()},
+            "train_acc": float(correct) / n,
             "test_acc": float("nan"),
             "test_loss": float("nan"),
             "seconds": seconds,
-            "images_per_second": len(indices) / seconds,
+            "images_per_second": n / seconds,
         }
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             row["test_acc"], row["test_loss"] = evaluate(model, data.test, cfg.batch_size * 4, device)

@@ -1,6 +1,8 @@
 """Loss registry. A loss is an ``nn.Module`` built from its config parameters; its forward takes
-``(student_logits, labels, teacher_logits)`` and returns a dict of named, already weighted terms
-whose sum is the training loss, so per-epoch metrics can record every term.
+``(student_logits, labels, teacher_logits)`` and returns a dict of named, already weighted
+PER-SAMPLE terms (each of shape (batch,)); the training loss is the batch mean of their sum. Per
+sample, so that sample weights (InfoBatch) apply to every loss, and per-epoch metrics record
+every term.
 
 Adding a loss: one file in this package with ``@LOSSES.register("name")`` and its import below.
 """

@@ -9,4 +9,4 @@ from pipeline.losses import LOSSES, DistillLoss
 @LOSSES.register("ce")
 class CrossEntropy(DistillLoss):
     def forward(self, student_logits, labels, teacher_logits=None):
-        return {"ce": F.cross_entropy(student_logits, labels)}
+        return {"ce": F.cross_entropy(student_logits, labels, reduction="none")}

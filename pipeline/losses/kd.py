@@ -3,7 +3,7 @@
 
     L = (1 - alpha) * CE(z_s, y) + alpha * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))
 
-with the KL summed over classes and averaged over the batch.
+with the KL summed over classes (per sample; the batch mean of it is the usual "batchmean" KL).
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pipeline.losses import LOSSES, DistillLoss
 
 
 def kd_kl(student_logits, teacher_logits, temperature: float):
-    """T^2 * KL(p_t || p_s) at temperature T, batch mean."""
+    """T^2 * KL(p_t || p_s) at temperature T, per sample."""
     log_p_s = F.log_softmax(student_logits / temperature, dim=1)
     log_p_t = F.log_softmax(teacher_logits.detach() / temperature, dim=1)  # the teacher is never trained
-    return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * temperature**2
+    return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="none").sum(1) * temperature**2
 
 
 @LOSSES.register("kd")
@@ -34,6 +34,6 @@ class HintonKD(DistillLoss):
 
     def forward(self, student_logits, labels, teacher_logits):
         return {
-            "ce": (1 - self.alpha) * F.cross_entropy(student_logits, labels),
+            "ce": (1 - self.alpha) * F.cross_entropy(student_logits, labels, reduction="none"),
             "kd": self.alpha * kd_kl(student_logits, teacher_logits, self.temperature),
         }

@@ -1,0 +1,87 @@
+"""The training loop: its schedule, its determinism, and InfoBatch's dynamic pruning."""
+import math
+
+import pytest
+import torch
+
+from pipeline.data.splits import Augment, Dataset, TensorSplit
+from pipeline.errors import UserError
+from pipeline.infobatch import InfoBatch, InfoBatchConfig
+from pipeline.losses import build_loss
+from pipeline.models import build_model
+from pipeline.seeding import seeded_init
+from pipeline.train import TrainConfig, fit, one_cycle_lr
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(0)
+    split = lambda n: TensorSplit(torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8),  # noqa: E731
+                                  torch.arange(n) % 3, (0.5,), (0.25,))
+    return Dataset("tiny", split(24), split(6), 3, 1, Augment(crop_padding=1, flip=True))
+
+
+def test_one_cycle_lr_shape():
+    peak = 0.1
+    assert one_cycle_lr(0.0, peak) == pytest.approx(peak / 25)  # start
+    assert one_cycle_lr(0.125, peak) == pytest.approx((peak / 25 + peak) / 2)  # half-way up the cosine
+    assert one_cycle_lr(0.25, peak) == pytest.approx(peak)  # the peak at 25 %
+    assert one_cycle_lr(0.625, peak) == pytest.approx((peak + peak / 25e4) / 2)  # half-way down
+    assert one_cycle_lr(1.0, peak) == pytest.approx(peak / 25e4)  # the end
+
+
+def train(data, seed, infobatch=None, epochs=2):
+    with seeded_init(seed, "init"):
+        model = build_model("cnn", 3, 1, width=2)
+    history = fit(model, data, torch.arange(24), TrainConfig(epochs=epochs, batch_size=8, momentum=0.5),
+                  seed=seed, device=CPU, loss=build_loss("ce"), infobatch=infobatch, log=lambda line: None)
+    return model, history
+
+
+def test_same_seed_same_model_other_seed_other_model(data):
+    a, history_a = train(data, seed=0)
+    b, history_b = train(data, seed=0)
+    c, _ = train(data, seed=1)
+    for (name, x), y, z in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert any(not torch.equal(x, z) for x, z in zip(a.state_dict().values(), c.state_dict().values()))
+    assert history_a.drop(columns=["seconds", "images_per_second"]).equals(
+        history_b.drop(columns=["seconds", "images_per_second"]))
+    assert list(history_a["sample_steps"]) == [24, 24]
+    # the recorded lr is the schedule's value at the last step: progress (1 + 2/3) / 2
+    assert history_a["lr"].iloc[-1] == pytest.approx(one_cycle_lr((1 + 2 / 3) / 2, 0.1))
+
+
+def test_infobatch_drops_only_well_learned_samples_and_reweights_the_rest():
+    info = InfoBatch(InfoBatchConfig(ratio=0.5, delta=0.5), num_samples=6, epochs=4, device=CPU)
+    indices = torch.arange(6)
+    # first epoch: every last loss is 1, none is below the mean, nothing is dropped
+    assert torch.equal(info.plan(0, indices, torch.Generator().manual_seed(0)), indices)
+    info.update(indices, torch.tensor([0.1, 0.2, 0.9, 1.0, 0.05, 2.0]))
+    # mean 4.25 / 6 = 0.708: samples 0, 1, 4 are well learned; each is dropped where rand < 0.5
+    draws = torch.rand(6, generator=torch.Generator().manual_seed(3))
+    dropped = {i for i in (0, 1, 4) if draws[i] < 0.5}
+    kept = info.plan(1, indices, torch.Generator().manual_seed(3))
+    assert set(kept.tolist()) == set(range(6)) - dropped
+    for i in range(6):
+        expected = 2.0 if i in {0, 1, 4} - dropped else 1.0  # 1 / (1 - 0.5) for kept well-learned
+        assert info.weight[i].item() == expected
+    # epochs from delta * epochs = 2 on use every sample with weight 1
+    assert torch.equal(info.plan(2, indices, torch.Generator().manual_seed(3)), indices)
+    assert torch.equal(info.weight, torch.ones(6))
+
+
+@pytest.mark.parametrize("ratio,delta", [(1.0, 0.5), (-0.1, 0.5), (0.5, 1.5)])
+def test_infobatch_bad_parameters(ratio, delta):
+    with pytest.raises(UserError, match="infobatch"):
+        InfoBatchConfig(ratio=ratio, delta=delta)
+
+
+def test_fit_with_infobatch_trains_on_fewer_samples_then_all(data):
+    _, history = train(data, seed=0, infobatch=InfoBatchConfig(ratio=0.9, delta=0.75), epochs=4)
+    steps = list(history["sample_steps"])
+    assert steps[0] == 24 and steps[3] == 24  # first epoch (no losses yet) and the annealing epoch
+    assert steps[1] < 24 and steps[2] < 24
+    assert math.isfinite(history["train_loss"].iloc[-1])

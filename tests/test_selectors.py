@@ -15,8 +15,11 @@ from hypothesis import strategies as st
 import pipeline.subset
 from pipeline.errors import UserError
 from pipeline.io import read_table, write_table
-from pipeline.selectors import SELECTORS, order_by_score, select_subset
+import pipeline.selectors
+from pipeline.selectors import SELECTORS, order_by_score, select_subset, selector_params
 from pipeline.selectors.budget import class_budgets, total_budget
+from pipeline.selectors.medium import median_window
+from pipeline.selectors.stratified import allocate, stratum_of
 
 
 def rng(seed=0):
@@ -166,7 +169,7 @@ def test_ties_inside_classes():
 
 
 def test_keep_all():
-    for name in ("hardest", "easiest", "random"):
+    for name in SELECTORS.names():
         assert select_subset(name, SCORES, LABELS, 1.0, rng()).tolist() == list(range(6))
         assert select_subset(name, SCORES, LABELS, 1, rng(), class_balanced=False).tolist() == list(range(6))
 
@@ -247,7 +250,7 @@ FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthChe
 
 
 @FAST
-@given(problems(), st.sampled_from(["hardest", "easiest", "random"]), st.booleans(), st.integers(0, 2**32 - 1))
+@given(problems(), st.sampled_from(SELECTORS.names()), st.booleans(), st.integers(0, 2**32 - 1))
 def test_selection_properties(problem, selector, balanced, seed):
     scores, labels, k = problem
     f = k / 1000
@@ -302,14 +305,276 @@ def test_selection_properties(problem, selector, balanced, seed):
                 for j in outs:
                     si, sj = sign * scores[i], sign * scores[j]
                     assert si > sj or (si == sj and i < j)
+    if selector == "medium":  # each group keeps exactly its median window of the ascending order
+        for group in groups:
+            ordered = order_by_score(scores[group], group, descending=False)
+            kept_here = kept[np.isin(kept, group)]
+            start, stop = median_window(len(group), len(kept_here))
+            assert np.sort(ordered[start:stop]).tolist() == kept_here.tolist()
 
 
 @FAST
-@given(problems(), st.sampled_from(["hardest", "easiest", "random"]), st.booleans())
+@given(problems(), st.sampled_from(SELECTORS.names()), st.booleans())
 def test_keep_all_property(problem, selector, balanced):
     scores, labels, _ = problem
     kept = select_subset(selector, scores, labels, 1.0, np.random.default_rng(0), class_balanced=balanced)
     assert kept.tolist() == list(range(len(scores)))
+
+
+# ------------------------------------------------------------------ selector parameters and guards
+
+
+def test_every_selector_is_registered_with_its_parameters():
+    assert {"easiest", "hardest", "medium", "random", "stratified"} <= set(SELECTORS.names())
+    assert selector_params(SELECTORS.get("stratified")) == ["beta", "strata"]
+    for name in ("easiest", "hardest", "medium", "random"):
+        assert selector_params(SELECTORS.get(name)) == []
+
+
+def test_unknown_parameter_names_the_allowed_ones():
+    with pytest.raises(UserError, match=r"unknown parameter 'betta' for selector 'stratified'; allowed: beta, strata"):
+        select_subset("stratified", SCORES, LABELS, 0.5, rng(), params={"betta": 0.1})
+    with pytest.raises(UserError, match=r"unknown parameter 'beta' for selector 'hardest'; allowed: none"):
+        select_subset("hardest", SCORES, LABELS, 0.5, rng(), params={"beta": 0.1})
+    with pytest.raises(UserError, match=r"'rounds', 'x'.*allowed: beta, strata"):
+        select_subset("stratified", SCORES, LABELS, 0.5, rng(), params={"x": 1, "beta": 0.0, "rounds": 2})
+    # no parameters, None or {} are all the defaults
+    for params in (None, {}):
+        assert select_subset("hardest", SCORES, LABELS, 0.5, rng(), params=params).tolist() == [0, 2, 5]
+
+
+def test_budget_larger_than_group_is_a_user_error(monkeypatch):
+    # budget.py never asks for more than a class holds; the guard catches a future bug there
+    monkeypatch.setattr(pipeline.selectors, "class_budgets", lambda labels, f: {0: 4, 1: 1})
+    with pytest.raises(UserError, match=r"selector 'hardest' asked for 4 samples of class 0, which has only 3"):
+        select_subset("hardest", SCORES, LABELS, 0.5, rng())
+    monkeypatch.setattr(pipeline.selectors, "total_budget", lambda n, f: 7)
+    with pytest.raises(UserError, match=r"selector 'easiest' asked for 7 samples of the 6 samples"):
+        select_subset("easiest", SCORES, LABELS, 0.5, rng(), class_balanced=False)
+
+
+@pytest.mark.parametrize("broken, what", [
+    (lambda scores, indices, k, rng: indices[: k + 1], "returned 3 indices for a budget of 2"),
+    (lambda scores, indices, k, rng: indices[: k - 1], "returned 1 indices for a budget of 2"),
+    (lambda scores, indices, k, rng: np.repeat(indices[:1], k), "returned duplicate indices"),
+    (lambda scores, indices, k, rng: indices[:k] + 100, "returned indices outside its group"),
+])
+def test_selector_returning_a_wrong_subset_is_a_bug(monkeypatch, broken, what):
+    monkeypatch.setitem(SELECTORS._entries, "broken", broken)
+    with pytest.raises(ValueError, match="internal error: selector 'broken' " + what) as info:
+        select_subset("broken", SCORES, LABELS, 0.5, rng())  # budgets [2, 1]
+    assert not isinstance(info.value, UserError)  # a bug keeps its traceback
+
+
+# ------------------------------------------------------------------ medium (MDSLR)
+
+
+def medium(scores, k):
+    scores = np.asarray(scores, dtype=float)
+    return np.sort(SELECTORS.get("medium")(scores, np.arange(len(scores)), k, rng())).tolist()
+
+
+def test_median_window_formula():
+    # [floor(n/2) - (k - floor(k/2)), floor(n/2) + floor(k/2))
+    assert median_window(7, 3) == (1, 4)  # 3 - (3 - 1) = 1, 3 + 1 = 4
+    assert median_window(7, 1) == (2, 3)  # 3 - (1 - 0) = 2, 3 + 0 = 3: one below the median (3)
+    assert median_window(7, 2) == (2, 4)  # 3 - (2 - 1) = 2, 3 + 1 = 4
+    assert median_window(7, 6) == (0, 6)  # 3 - (6 - 3) = 0, 3 + 3 = 6
+    assert median_window(6, 2) == (2, 4)  # 3 - (2 - 1) = 2, 3 + 1 = 4: the two middle positions
+    assert median_window(6, 3) == (1, 4)  # 3 - (3 - 1) = 1, 3 + 1 = 4
+    assert median_window(6, 6) == (0, 6)  # 3 - (6 - 3) = 0, 3 + 3 = 6: k = n even needs no clamp
+    # k = n odd is the only case out of range: 3 - (7 - 3) = -1, 3 + 3 = 6 -> shifted to [0, 7)
+    assert median_window(7, 7) == (0, 7)
+    assert median_window(1, 1) == (0, 1)  # 0 - (1 - 0) = -1 -> [0, 1)
+    for n in range(1, 40):
+        for k in range(0, n + 1):
+            start, stop = n // 2 - (k - k // 2), n // 2 + k // 2
+            assert stop - start == k and stop <= n
+            assert (start >= 0) == (k < n or n % 2 == 0)
+            assert median_window(n, k) == ((start, stop) if start >= 0 else (0, n))
+
+
+def test_medium_hand_examples():
+    # scores 0..6 at indices 0..6: ascending order = indices; window (1, 4) -> indices 1, 2, 3
+    assert medium(range(7), 3) == [1, 2, 3]
+    # shuffled: ascending order is idx 1 (0), 3 (1), 5 (2), 6 (3), 4 (4), 2 (5), 0 (6);
+    # k = 3 -> positions 1, 2, 3 -> idx 3, 5, 6; k = 1 -> position 2 -> idx 5
+    shuffled = [6, 0, 5, 1, 4, 2, 3]
+    assert medium(shuffled, 3) == [3, 5, 6]
+    assert medium(shuffled, 1) == [5]
+    # k = 6 -> positions 0..5, dropping the single hardest (idx 0, score 6)
+    assert medium(shuffled, 6) == [1, 2, 3, 4, 5, 6]
+    # k = n keeps all, odd n (clamped) and even n
+    assert medium(shuffled, 7) == list(range(7))
+    assert medium([0.3, 0.1, 0.2, 0.6, 0.5, 0.4], 6) == list(range(6))
+    # even n = 6: ascending idx 1 (.1), 2 (.2), 0 (.3), 5 (.4), 4 (.5), 3 (.6);
+    # k = 2 -> positions 2, 3 -> idx 0, 5; k = 4 -> window (1, 5) -> idx 2, 0, 5, 4
+    assert medium([0.3, 0.1, 0.2, 0.6, 0.5, 0.4], 2) == [0, 5]
+    assert medium([0.3, 0.1, 0.2, 0.6, 0.5, 0.4], 4) == [0, 2, 4, 5]
+
+
+def test_medium_ties_by_index():
+    # ascending with ties by index: idx 3 (0), 0 (1), 1 (1), 2 (1), 4 (2); n = 5, floor(n/2) = 2
+    scores = [1, 1, 1, 0, 2]
+    assert medium(scores, 1) == [0]  # window (2 - 1, 2 + 0) = (1, 2) -> idx 0
+    assert medium(scores, 2) == [0, 1]  # (2 - 1, 2 + 1) = (1, 3) -> idx 0, 1
+    assert medium(scores, 3) == [0, 1, 3]  # (2 - 2, 2 + 1) = (0, 3) -> idx 3, 0, 1
+    assert medium(np.full(5, 0.5), 3) == [0, 1, 2]  # all equal: positions = indices
+
+
+def test_medium_per_class():
+    # class 0 = idx 0, 2, 4, 6, 8 (scores 5, 1, 4, 2, 3); class 1 = idx 1, 3, 5, 7 (.4, .1, .3, .2)
+    labels = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0])
+    scores = np.array([5, 0.4, 1, 0.1, 4, 0.3, 2, 0.2, 3])
+    # f = 0.5: shares 2.5, 2 -> floors [2, 2]; total round(4.5) = 5 -> extra to class 0 -> [3, 2].
+    # class 0 ascending idx 2, 6, 8, 4, 0; n = 5, k = 3: (2 - 2, 2 + 1) = (0, 3) -> idx 2, 6, 8.
+    # class 1 ascending idx 3, 7, 5, 1; n = 4, k = 2: (2 - 1, 2 + 1) = (1, 3) -> idx 7, 5.
+    assert select_subset("medium", scores, labels, 0.5, rng()).tolist() == [2, 5, 6, 7, 8]
+    # unbalanced, k = 5 of 9: ascending idx 3, 7, 5, 1, 2, 6, 8, 4, 0; (4 - 3, 4 + 2) = (1, 6)
+    # -> idx 7, 5, 1, 2, 6
+    assert select_subset("medium", scores, labels, 0.5, rng(), class_balanced=False).tolist() == [1, 2, 5, 6, 7]
+
+
+# ------------------------------------------------------------------ stratified (CCS)
+
+
+def stratified(scores, k, seed=0, **params):
+    scores = np.asarray(scores, dtype=float)
+    return np.sort(SELECTORS.get("stratified")(scores, np.arange(len(scores)), k, rng(seed), **params)).tolist()
+
+
+def test_stratum_of_equal_width_max_in_last():
+    # [0, 4] in 4 bins of width 1: [0, 1), [1, 2), [2, 3), [3, 4]; the max 4 joins bin 3
+    assert stratum_of(np.array([0, 0.99, 1, 2.5, 3, 4]), 4).tolist() == [0, 0, 1, 2, 3, 3]
+    # negative scores: [-4, 0] in 2 bins of width 2
+    assert stratum_of(np.array([-4.0, -2.1, -2.0, 0.0]), 2).tolist() == [0, 0, 1, 1]
+    assert stratum_of(np.full(3, 7.0), 50).tolist() == [0, 0, 0]  # all equal: one bin
+    assert stratum_of(np.array([1.0, 5.0, 9.0]), 1).tolist() == [0, 0, 0]
+
+
+def test_allocate_smallest_stratum_first():
+    # sizes [2, 1, 5, 6], budget 7: visit bins 1, 0, 2, 3.
+    # bin 1: min(1, 7 // 4 = 1) = 1; bin 0: min(2, 6 // 3 = 2) = 2; bin 2: min(5, 4 // 2 = 2) = 2;
+    # bin 3: min(6, 2 // 1) = 2
+    assert allocate(np.array([2, 1, 5, 6]), 7).tolist() == [2, 1, 2, 2]
+    # budget 8: 1 (8 // 4 = 2), 2 (7 // 3 = 2), 2 (5 // 2 = 2), then the largest absorbs 3 // 1 = 3
+    assert allocate(np.array([2, 1, 5, 6]), 8).tolist() == [2, 1, 2, 3]
+    # empty strata take nothing and do not count; equal sizes in bin order: bin 1 takes 5 // 2 = 2,
+    # bin 3 takes the remaining 3
+    assert allocate(np.array([0, 3, 0, 3]), 5).tolist() == [0, 2, 0, 3]
+    # budget >= all: every stratum whole
+    assert allocate(np.array([0, 3, 1]), 4).tolist() == [0, 3, 1]
+
+
+# [0, 4] in 4 strata of width 1: bin 0 = idx 0, 1; bin 1 = idx 2; bin 2 = idx 3..7; bin 3 = idx 8..13
+STRATA_SCORES = np.array([0.0, 0.5, 1.2, 2.1, 2.2, 2.3, 2.4, 2.5, 3.0, 3.2, 3.4, 3.6, 3.8, 4.0])
+BINS = [[0, 1], [2], [3, 4, 5, 6, 7], [8, 9, 10, 11, 12, 13]]
+
+
+@pytest.mark.parametrize("k, shares", [(7, [2, 1, 2, 2]), (8, [2, 1, 2, 3]), (14, [2, 1, 5, 6])])
+def test_stratified_hand_allocation(k, shares):
+    # shares from test_allocate_smallest_stratum_first: bins 0 and 1 are smaller than their share
+    # and taken whole; the floor remainder at k = 8 goes to the largest stratum
+    for seed in range(5):
+        kept = set(stratified(STRATA_SCORES, k, seed, strata=4))
+        assert len(kept) == k
+        assert [len(kept & set(b)) for b in BINS] == shares
+    assert stratified(STRATA_SCORES, 14, strata=4) == list(range(14))
+
+
+def test_stratified_same_seed_same_subset():
+    scores = rng(5).normal(size=300)
+    a, b = stratified(scores, 60, seed=3), stratified(scores, 60, seed=3)
+    assert a == b and len(set(a)) == 60
+    assert stratified(scores, 60, seed=4) != a
+    params = {"beta": 0.1, "strata": 7}
+    labels = np.arange(300) % 3
+    x = select_subset("stratified", scores, labels, 0.2, rng(9), params=params)
+    y = select_subset("stratified", scores, labels, 0.2, rng(9), params=params)
+    assert x.tolist() == y.tolist()
+    assert np.bincount(labels[x]).tolist() == [20, 20, 20]
+
+
+def test_stratified_cutoff_drops_exactly_the_hardest():
+    # beta = 0.3 of 10: floor(3) = 3 hardest (idx 7, 8, 9) dropped; k = 7 keeps the rest
+    assert stratified(np.arange(10.0), 7, beta=0.3) == list(range(7))
+    # ties by index: scores 5, 5, 5, 1, 2 with beta = 0.4 -> floor(2) drops idx 0, 1 (not 2)
+    assert stratified([5, 5, 5, 1, 2], 3, beta=0.4) == [2, 3, 4]
+    # beta read as written: 0.29 * 100 = 29 exactly (floats give 28.999999999999996 -> 28)
+    assert stratified(np.arange(100.0), 71, beta=0.29) == list(range(71))
+    # a smaller budget never picks a cut sample: beta = 0.5 of 20 drops idx 10..19
+    for seed in range(5):
+        assert max(stratified(np.arange(20.0), 4, seed, beta=0.5, strata=3)) < 10
+    # beta = 0.15 of 6: floor(0.9) = 0 -> nothing dropped
+    assert stratified(np.arange(6.0), 6, beta=0.15) == list(range(6))
+
+
+def test_stratified_per_class_cutoff():
+    # class 0 = idx 0..5 (scores 0, 0, 1, 1, 2, 2), class 1 = idx 6..11 (10, 20, .., 60).
+    # f = 0.5 -> budgets [3, 3]; beta = 0.5 drops floor(3) per class: class 0 drops idx 4, 5 (2s)
+    # and 2 (first 1), leaving 0, 1, 3; class 1 drops 11, 10, 9, leaving 6, 7, 8: all kept
+    scores = np.array([0, 0, 1, 1, 2, 2, 10, 20, 30, 40, 50, 60], dtype=float)
+    labels = np.repeat([0, 1], 6)
+    kept = select_subset("stratified", scores, labels, 0.5, rng(), params={"beta": 0.5, "strata": 3})
+    assert kept.tolist() == [0, 1, 3, 6, 7, 8]
+    # beta = 0: 3 strata per class of 2 samples each (class 0: {0,1}, {2,3}, {4,5}; class 1:
+    # [10, 60] width 50/3: {6,7}, {8,9}, {10,11}) -> 3 // 3 = 1 from every pair
+    for seed in range(5):
+        kept = set(select_subset("stratified", scores, labels, 0.5, rng(seed), params={"strata": 3}).tolist())
+        assert [len(kept & {i, i + 1}) for i in range(0, 12, 2)] == [1] * 6
+
+
+def test_stratified_too_few_after_cutoff():
+    # beta = 0.3 of 10 drops 3, leaving 7 < k = 8
+    with pytest.raises(UserError, match=r"beta = 0\.3 drops 3 of n = 10 samples.*too few \(7\).*k = 8"):
+        select_subset("stratified", np.arange(10.0), np.zeros(10, dtype=int), 0.8, rng(), params={"beta": 0.3})
+    # f = 1 with any cutoff that drops something
+    with pytest.raises(UserError, match="too few"):
+        select_subset("stratified", np.arange(10.0), np.zeros(10, dtype=int), 1.0, rng(), params={"beta": 0.1})
+
+
+@pytest.mark.parametrize("beta", [-0.1, 1.0, 1.5, float("nan"), "0.1", True, None])
+def test_stratified_bad_beta(beta):
+    with pytest.raises(UserError, match=r"beta .*\[0, 1\), got"):
+        select_subset("stratified", SCORES, LABELS, 0.5, rng(), params={"beta": beta})
+
+
+@pytest.mark.parametrize("strata", [0, -3, 2.5, 50.0, "50", True])
+def test_stratified_bad_strata(strata):
+    with pytest.raises(UserError, match=r"strata must be an integer >= 1, got"):
+        select_subset("stratified", SCORES, LABELS, 0.5, rng(), params={"strata": strata})
+
+
+@FAST
+@given(problems(), st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.9]), st.integers(1, 60), st.booleans(), st.integers(0, 2**32 - 1))
+def test_stratified_properties(problem, beta, strata, balanced, seed):
+    scores, labels, k = problem
+    f = k / 1000
+    if total_budget(len(scores), f) == 0:
+        return
+    if balanced:
+        groups = [(np.flatnonzero(labels == c), k_c) for c, k_c in class_budgets(labels, f).items()]
+    else:
+        groups = [(np.arange(len(scores)), total_budget(len(scores), f))]
+    cuts = [math.floor(Fraction(str(beta)) * len(g)) for g, _ in groups]
+    params = {"beta": beta, "strata": strata}
+    if any(len(g) - cut < k_g for (g, k_g), cut in zip(groups, cuts)):
+        with pytest.raises(UserError, match="too few"):
+            select_subset("stratified", scores, labels, f, np.random.default_rng(seed), balanced, params)
+        return
+    kept = select_subset("stratified", scores, labels, f, np.random.default_rng(seed), balanced, params)
+    for (group, k_g), cut in zip(groups, cuts):
+        hard = order_by_score(scores[group], group, descending=True)
+        mine = kept[np.isin(kept, group)]
+        assert len(mine) == k_g and not np.isin(mine, hard[:cut]).any()
+        # water-filling: no stratum gets more than one sample over a stratum that was not taken whole
+        pool = np.sort(hard[cut:])
+        bins = stratum_of(scores[pool], strata)
+        sizes = np.bincount(bins, minlength=strata)
+        shares = np.bincount(bins[np.isin(pool, mine)], minlength=strata)
+        assert (shares <= sizes).all()
+        for j in np.flatnonzero(shares < sizes):
+            assert shares.max() <= shares[j] + 1
 
 
 # ------------------------------------------------------------------ subset stage

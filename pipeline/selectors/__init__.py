@@ -1,12 +1,18 @@
 """Selector registry: turn per-sample scores (higher = harder) into the kept subset.
 
-A selector is a function ``pick(scores, indices, k, rng) -> kept indices`` over one group of
-samples: one class when the budget is class-balanced (the default), else the whole set. Grouping
-and budgets live here, once, so every selector gets the exact budgets of ``budget.py``.
+A selector is a function ``pick(scores, indices, k, rng, **params) -> kept indices`` over one
+group of samples: one class when the budget is class-balanced (the default), else the whole set.
+Its parameters, if any, are keyword-only arguments with defaults (``def pick(scores, indices, k,
+rng, *, beta=0.0)``); they are the only names ``params`` may hold. Grouping, budgets and the checks
+on what a selector returns live here, once, so every selector gets the exact budgets of
+``budget.py``.
 
 Adding a selector: one file in this package with ``@SELECTORS.register("name")`` and its import below.
 """
 from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -23,6 +29,42 @@ def order_by_score(scores: np.ndarray, indices: np.ndarray, descending: bool) ->
     return indices[np.lexsort((indices, -scores if descending else scores))]
 
 
+def selector_params(pick) -> list[str]:
+    """The parameter names a selector accepts: its keyword-only arguments."""
+    return [p.name for p in inspect.signature(pick).parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+
+def check_selector_params(selector: str, params: Mapping | None) -> dict:
+    pick = SELECTORS.get(selector)
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise UserError(f"selector {selector!r} params must be a mapping of names to values, got {params!r}")
+    allowed = selector_params(pick)
+    unknown = sorted((name for name in params if name not in allowed), key=str)
+    if unknown:
+        raise UserError(
+            f"unknown parameter {', '.join(map(repr, unknown))} for selector {selector!r}; "
+            f"allowed: {', '.join(allowed) if allowed else 'none'}"
+        )
+    return dict(params)
+
+
+def _check_picked(selector: str, kept, group: np.ndarray, k: int) -> np.ndarray:
+    """A selector that returns the wrong number of indices, duplicates or foreign indices is a bug
+    (ValueError, not UserError, so it keeps its traceback)."""
+    kept = np.asarray(kept)
+    if len(kept) != k:
+        raise ValueError(f"internal error: selector {selector!r} returned {len(kept)} indices for a budget of {k}")
+    if len(kept) and kept.dtype.kind not in "iu":
+        raise ValueError(f"internal error: selector {selector!r} returned indices of dtype {kept.dtype}")
+    if len(np.unique(kept)) != k:
+        raise ValueError(f"internal error: selector {selector!r} returned duplicate indices")
+    if not np.isin(kept, group).all():
+        raise ValueError(f"internal error: selector {selector!r} returned indices outside its group")
+    return kept.astype(group.dtype, copy=False)
+
+
 def select_subset(
     selector: str,
     scores: np.ndarray,
@@ -30,9 +72,10 @@ def select_subset(
     keep_fraction: float,
     rng: np.random.Generator,
     class_balanced: bool = True,
+    params: Mapping | None = None,
 ) -> np.ndarray:
     """Sorted canonical indices of the kept samples. ``scores[i]`` and ``labels[i]`` belong to
-    sample ``i``."""
+    sample ``i``; ``params`` are the selector's keyword parameters (unknown names are a UserError)."""
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     if not 0 < keep_fraction <= 1:
         raise UserError(f"keep fraction must be in (0, 1], got {keep_fraction}")
@@ -42,14 +85,20 @@ def select_subset(
     if total_budget(len(scores), keep_fraction) == 0:
         raise UserError(f"keep fraction {keep_fraction} of {len(scores)} samples keeps none; allowed: f >= {0.5 / len(scores):.2g}")
     pick = SELECTORS.get(selector)
+    params = check_selector_params(selector, params)
     indices = np.arange(len(scores))
     if class_balanced:
         budgets = class_budgets(labels, keep_fraction)
-        groups = [(indices[labels == c], k) for c, k in budgets.items()]
+        groups = [(c, indices[labels == c], k) for c, k in budgets.items()]
     else:
-        groups = [(indices, total_budget(len(scores), keep_fraction))]
-    kept = [pick(scores[group], group, k, rng) for group, k in groups]
+        groups = [(None, indices, total_budget(len(scores), keep_fraction))]
+    kept = []
+    for c, group, k in groups:
+        if k > len(group):
+            where = f"of class {c}, which has only {len(group)}" if class_balanced else f"of the {len(group)} samples"
+            raise UserError(f"selector {selector!r} asked for {k} samples {where}")
+        kept.append(_check_picked(selector, pick(scores[group], group, k, rng, **params), group, k))
     return np.sort(np.concatenate(kept))
 
 
-from pipeline.selectors import easiest, hardest, random  # noqa: E402,F401
+from pipeline.selectors import easiest, hardest, medium, random, stratified  # noqa: E402,F401

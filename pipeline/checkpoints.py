@@ -1,5 +1,7 @@
-"""Model checkpoints that rebuild themselves: the file holds the registry name and arguments of
-the model next to its weights, and the fingerprint of the data it was trained on."""
+"""Model checkpoints that rebuild themselves (the file holds the registry name and arguments of
+the model next to its weights, and the fingerprint of the data it was trained on), and a trained
+model's logits on the un-augmented training set, computed once and read by every scorer that
+needs them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +12,9 @@ import torch.nn as nn
 
 from pipeline.errors import UserError
 from pipeline.io import atomic_write
+from pipeline.data import Dataset
 from pipeline.models import build_model
+from pipeline.train import predict
 
 
 def save_model(path: str | Path, model: nn.Module, spec: dict[str, Any]) -> None:
@@ -30,3 +34,20 @@ def load_model(path: str | Path, dataset_fingerprint: str | None = None) -> tupl
     model = build_model(spec["model"], spec["num_classes"], spec["in_channels"], **spec["model_args"])
     model.load_state_dict(state["state_dict"])
     return model, spec
+
+
+def save_train_logits(path: str | Path, model: nn.Module, data: Dataset, batch_size: int,
+                      device: torch.device, meta: dict[str, Any]) -> None:
+    """Logits of every training sample in canonical order, eval mode, no augmentation."""
+    logits = predict(model, data.train, batch_size, device)
+    state = {"logits": logits, **meta, "dataset_fingerprint": data.fingerprint}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_train_logits(path: str | Path, dataset_fingerprint: str) -> torch.Tensor:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["dataset_fingerprint"] != dataset_fingerprint:
+        raise UserError(
+            f"{path} records data {state['dataset_fingerprint']}, this run's data is {dataset_fingerprint}"
+        )
+    return state["logits"]

@@ -1,6 +1,8 @@
 """Scorers and the training-dynamics record, against hand-derived values on tiny fixtures."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.checkpoints import save_model
+from pipeline.checkpoints import save_model, save_train_logits
 from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.errors import UserError
 from pipeline.io import write_table
@@ -205,10 +207,8 @@ def make_teacher(data):
 def test_teacher_ce_scorer(data, tmp_path):
     model = make_teacher(data)
     path = tmp_path / "teacher.pt"
-    spec = {"model": "cnn", "model_args": {"width": 2}, "num_classes": 3, "in_channels": 1,
-            "dataset_fingerprint": data.fingerprint, "test_acc": 0.5}
-    save_model(path, model, spec)
-    scores = build_scorer("teacher_ce").score(context(data, teacher_path=path))
+    save_train_logits(path, model, data, 4, CPU, {})
+    scores = build_scorer("teacher_ce").score(context(data, teacher_logits_path=path))
 
     # Independently: normalise the raw uint8 images, eval-mode forward, per-sample CE.
     x = (data.train.images.float() / 255 - MEAN[0]) / STD[0]
@@ -230,38 +230,42 @@ def test_teacher_ce_scorer(data, tmp_path):
 
 def test_teacher_ce_rejects_other_data(data, tmp_path):
     path = tmp_path / "teacher.pt"
-    save_model(path, make_teacher(data), {"model": "cnn", "model_args": {"width": 2}, "num_classes": 3,
-                                          "in_channels": 1, "dataset_fingerprint": "ffff", "test_acc": 0.5})
-    with pytest.raises(UserError, match="ffff"):
-        build_scorer("teacher_ce").score(context(data, teacher_path=path))
+    save_train_logits(path, make_teacher(data), data, 4, CPU, {})
+    other = build_scorer("teacher_ce")
+    with pytest.raises(UserError, match=data.fingerprint):
+        other.score(context(replace(data, name="other"), teacher_logits_path=path))
     with pytest.raises(UserError, match="teacher"):
         build_scorer("teacher_ce").score(context(data))
 
 
 # ------------------------------------------------------------------ el2n scorer, full path
 
-EL2N_PARAMS = {"runs": 1, "model": "cnn", "model_args": {"width": 2}, "train": {"epochs": 1, "batch_size": 4}}
-
-
-def test_el2n_scorer_deterministic(data):
-    scorer = build_scorer("el2n", EL2N_PARAMS)
-    a = scorer.score(context(data, seed=0))
-    b = scorer.score(context(data, seed=0))
-    c = scorer.score(context(data, seed=1))
-    assert a.shape == (6,)
-    assert np.array_equal(a, b)
-    assert not np.array_equal(a, c)
+def test_el2n_scorer_averages_the_proxies(data, tmp_path):
+    spec = {"model": "cnn", "model_args": {"width": 2}, "num_classes": 3, "in_channels": 1,
+            "dataset_fingerprint": data.fingerprint, "test_acc": 0.5}
+    paths, per_proxy = [], []
+    for seed in (1, 2):
+        model = make_teacher(data) if seed == 1 else build_model("cnn", 3, 1, width=2)
+        paths.append(tmp_path / f"proxy{seed}.pt")
+        save_model(paths[-1], model, spec)
+        x = (data.train.images.float() / 255 - MEAN[0]) / STD[0]
+        with torch.no_grad():
+            per_proxy.append(el2n(model.eval()(x), torch.tensor(TRAIN_LABELS)).numpy())
+    scores = build_scorer("el2n").score(context(data, proxy_paths=paths))
+    np.testing.assert_allclose(scores, (per_proxy[0] + per_proxy[1]) / 2, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(per_proxy[0], per_proxy[1])
     # ||p - e_y||_2 lies in [0, sqrt(2)]
-    for s in (a, c):
-        assert np.isfinite(s).all() and (s >= 0).all() and (s <= math.sqrt(2)).all()
+    assert np.isfinite(scores).all() and (scores >= 0).all() and (scores <= math.sqrt(2)).all()
+    with pytest.raises(UserError, match="proxy models"):
+        build_scorer("el2n").score(context(data))
 
 
 def test_unknown_scorer_parameter():
     with pytest.raises(UserError) as info:
-        build_scorer("el2n", {"rounds": 3})
+        build_scorer("forgetting", {"rounds": 3})
     message = str(info.value)
     assert "'rounds'" in message
-    assert "allowed: runs, model, model_args, train" in message
+    assert "allowed: never_learned" in message
 
 
 def test_unknown_scorer_lists_known():

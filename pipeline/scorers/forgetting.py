@@ -28,6 +28,8 @@ def forgetting_counts(correct: np.ndarray, never_learned: str = "max") -> np.nda
 
 @SCORERS.register("forgetting")
 class Forgetting(Scorer):
+    needs = frozenset({"dynamics"})
+
     @dataclass(frozen=True)
     class Params:
         never_learned: str = "max"  # "max" (Toneva et al.) or "zero" (DeepCore)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from pipeline.scorers import SCORERS, Scorer
-from pipeline.train import predict
 
 
 @SCORERS.register("teacher_ce")
 class TeacherCE(Scorer):
+    needs = frozenset({"teacher_logits"})
+
     def score(self, ctx):
-        logits = predict(ctx.teacher(), ctx.data.train, ctx.batch_size, ctx.device)
-        return F.cross_entropy(logits.double(), ctx.data.train.labels, reduction="none").numpy()
+        return F.cross_entropy(ctx.teacher_logits().double(), ctx.data.train.labels, reduction="none").numpy()

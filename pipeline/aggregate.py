@@ -39,6 +39,7 @@ def plot(summary: pd.DataFrame, path: str) -> None:
     ax.set_xscale("log")
     ticks = sorted(summary["keep_fraction"].unique())
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("keep fraction f (share of the training set kept)")
     ax.set_ylabel("final-epoch test accuracy (%)")
     ax.set_title(f"{summary['experiment'].iloc[0]}: {summary['student'].iloc[0]} student, mean ± std over seeds")

@@ -79,14 +79,17 @@ def _fill_defaults(schema: dict, value: Any, root: dict) -> None:
 def _check_components(config: dict[str, Any]) -> None:
     # Imported here: the registries pull in torch, which the schema checks above do not need.
     from pipeline.data import DATASETS
+    from pipeline.infobatch import InfoBatchConfig
     from pipeline.models import MODELS
     from pipeline.params import parse_params
     from pipeline.scorers import build_scorer
-    from pipeline.selectors import SELECTORS
+    from pipeline.selectors import check_selector_params
     from pipeline.train import TrainConfig
 
     DATASETS.get(config["data"]["dataset"])
-    for where, section in [*((f"teachers.{n}", t) for n, t in config["teachers"].items()), ("student", config["student"])]:
+    models = [*((f"teachers.{n}", t) for n, t in config["teachers"].items()), ("proxies", config["proxies"]),
+              ("student", config["student"])]
+    for where, section in models:
         MODELS.get(section["model"])
         section["train"] = dataclasses.asdict(parse_params(TrainConfig, section["train"], f"{where}.train"))
 
@@ -99,9 +102,12 @@ def _check_components(config: dict[str, Any]) -> None:
             raise UserError(f"config error in selection.keep_fractions: {f} is outside (0, 1]")
     if len(set(selection["keep_fractions"])) != len(selection["keep_fractions"]):
         raise UserError(f"config error in selection.keep_fractions: duplicates in {selection['keep_fractions']}")
-    for selector, scorers in selection["selectors"].items():
-        SELECTORS.get(selector)
-        for scorer in scorers:
+    for selector, entry in selection["selectors"].items():
+        # normalised to {"scorers": [...], "params": {...}}
+        entry = {"scorers": entry} if isinstance(entry, list) else entry
+        params = check_selector_params(selector, {k: v for k, v in entry.items() if k != "scorers"})
+        selection["selectors"][selector] = {"scorers": entry["scorers"], "params": params}
+        for scorer in entry["scorers"]:
             if scorer not in config["scorers"]:
                 raise UserError(
                     f"config error in selection.selectors.{selector}: scorer {scorer!r} is not configured "
@@ -113,13 +119,20 @@ def _check_components(config: dict[str, Any]) -> None:
     scoring["teacher"] = scoring["teacher"] or teachers[0]
     _check_teacher(scoring["teacher"], teachers, "scoring.teacher")
     for name, setting in config["distillation"].items():
-        params = {k: v for k, v in setting.items() if k not in ("loss", "teacher")}
+        params = loss_parameters(setting)
         loss = _build_loss_checked(setting["loss"], params, f"distillation.{name}")
         if loss.needs_teacher:
             _check_teacher(setting.get("teacher"), teachers, f"distillation.{name}.teacher")
         elif "teacher" in setting:
             raise UserError(f"config error in distillation.{name}: loss {setting['loss']!r} uses no teacher; remove 'teacher'")
         setting.update(_loss_params(setting["loss"], params))
+        if "infobatch" in setting:
+            setting["infobatch"] = dataclasses.asdict(parse_params(InfoBatchConfig, setting["infobatch"], f"distillation.{name}.infobatch"))
+
+
+def loss_parameters(setting: dict[str, Any]) -> dict[str, Any]:
+    """The loss's own parameters in a distillation setting (everything but its other keys)."""
+    return {k: v for k, v in setting.items() if k not in ("name", "loss", "teacher", "infobatch")}
 
 
 def _check_teacher(name: str | None, teachers: list[str], where: str) -> None:

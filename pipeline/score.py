@@ -22,13 +22,15 @@ def main(argv=None):
     p = parser(__doc__)
     p.add_argument("--teacher", default=None, help="the reference teacher's checkpoint")
     p.add_argument("--dynamics", default=None, help="the reference teacher's training dynamics")
+    p.add_argument("--teacher-logits", default=None, help="the reference teacher's training-set logits")
+    p.add_argument("--proxies", nargs="*", default=[], help="the shared proxy models' checkpoints")
     p.add_argument("--output", required=True)
     args = p.parse_args(argv)
     spec, data, device = setup(args)
     scorer = build_scorer(spec["scorer"], spec["params"])
     ctx = ScoringContext(data, spec["seed"], device, spec["batch_size"],
-                         Path(args.teacher) if args.teacher else None,
-                         Path(args.dynamics) if args.dynamics else None)
+                         teacher_path=_path(args.teacher), dynamics_path=_path(args.dynamics),
+                         teacher_logits_path=_path(args.teacher_logits), proxy_paths=[Path(p) for p in args.proxies])
     scores = np.asarray(scorer.score(ctx), dtype=np.float64)
     if scores.shape != (len(data.train),):
         raise UserError(f"scorer {scorer.name!r} returned shape {scores.shape}, expected ({len(data.train)},)")
@@ -41,6 +43,10 @@ def main(argv=None):
         "spec": spec, "config_hash": stable_hash(spec), "scores_hash": scores_hash(table), "device": str(device),
         **data_meta(data),
     })
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 def scores_hash(table: pd.DataFrame) -> str:

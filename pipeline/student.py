@@ -14,7 +14,9 @@ import torch
 
 from pipeline.checkpoints import load_model, save_model
 from pipeline.cli import data_meta, parser, setup, stage
+from pipeline.config import loss_parameters
 from pipeline.errors import UserError
+from pipeline.infobatch import InfoBatchConfig
 from pipeline.io import code_version, read_table, stable_hash, write_table
 from pipeline.losses import build_loss
 from pipeline.models import build_model
@@ -38,7 +40,8 @@ def main(argv=None):
         raise UserError(f"{args.subset} was selected on data {subset_meta['dataset_fingerprint']}, "
                         f"this run's data is {data.fingerprint}")
     student, distill, seed = spec["student"], spec["distillation"], spec["seed"]
-    loss_params = {k: v for k, v in distill.items() if k not in ("name", "loss", "teacher")}
+    loss_params = loss_parameters(distill)
+    infobatch = InfoBatchConfig(**distill["infobatch"]) if "infobatch" in distill else None
     loss = build_loss(distill["loss"], **loss_params)
     teacher = teacher_acc = None
     if loss.needs_teacher:
@@ -51,7 +54,7 @@ def main(argv=None):
         model = build_model(student["model"], data.num_classes, data.in_channels, **student["model_args"])
     indices = torch.tensor(subset["sample_index"].to_numpy(), dtype=torch.long)
     start = time.perf_counter()
-    history = fit(model, data, indices, cfg, seed=seed, device=device, loss=loss, teacher=teacher)
+    history = fit(model, data, indices, cfg, seed=seed, device=device, loss=loss, teacher=teacher, infobatch=infobatch)
     train_seconds = time.perf_counter() - start
 
     meta = {"stage": "students", "spec": spec, "config_hash": stable_hash(spec), "seed": seed,
@@ -76,6 +79,12 @@ def main(argv=None):
         "final_test_acc": float(history["test_acc"].iloc[-1]),
         "best_test_acc": float(evaluated["test_acc"].max()),  # chosen on the test set: biased, for reference only
         "n_train": len(indices),
+        "infobatch_ratio": infobatch.ratio if infobatch else float("nan"),
+        "infobatch_delta": infobatch.delta if infobatch else float("nan"),
+        # samples actually trained on, and their share of training on every sample for as many epochs:
+        # the cost to compare static subsets (f) and dynamic pruning by
+        "sample_steps": int(history["sample_steps"].sum()),
+        "cost_fraction": float(history["sample_steps"].sum()) / (cfg.epochs * len(data.train)),
         "train_seconds": train_seconds,
         "device": str(device),
         "dataset_fingerprint": data.fingerprint,

@@ -31,12 +31,13 @@ def main(argv=None):
         raise UserError(f"{args.scores} is not in canonical sample order")
     rng = numpy_generator(spec["seed"], "select", spec["selector"])
     kept = select_subset(spec["selector"], scores["score"].to_numpy(), scores["label"].to_numpy(),
-                         spec["keep_fraction"], rng, spec["class_balanced"])
+                         spec["keep_fraction"], rng, spec["class_balanced"], spec.get("params"))
     table = pd.DataFrame({"sample_index": kept, "label": scores["label"].to_numpy()[kept]})
     print(f"kept {len(kept)} of {len(scores)} samples ({spec['selector']} by {meta['scorer']}, f = {spec['keep_fraction']})")
     write_table(table, args.output, {
         "stage": "subsets", "scorer": meta["scorer"], "selector": spec["selector"],
         "keep_fraction": spec["keep_fraction"], "class_balanced": spec["class_balanced"], "seed": spec["seed"],
+        "selector_params": spec.get("params", {}),
         "scores_hash": meta["scores_hash"], "spec": spec, "config_hash": stable_hash(spec),
         "dataset": meta["dataset"], "dataset_fingerprint": meta["dataset_fingerprint"],
     })

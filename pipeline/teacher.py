@@ -1,13 +1,16 @@
-"""Stage 1: train a teacher on the full training set.
+"""Stage 1: train a model on the full training set: a teacher, or one of the proxy models that
+EL2N and GraNd share.
 
-Writes its checkpoint, per-epoch metrics and the per-sample training dynamics (correctness and
-margin of every sample at each presentation) that the forgetting and AUM scorers read.
+Writes its checkpoint and per-epoch metrics, and when asked, the per-sample training dynamics
+(correctness and margin of every sample at each presentation, which forgetting and AUM read) and
+the trained model's logits on the un-augmented training set (which the teacher-output scorers
+read, so the teacher's forward pass over the training set is done once).
 """
 from __future__ import annotations
 
 import torch
 
-from pipeline.checkpoints import save_model
+from pipeline.checkpoints import save_model, save_train_logits
 from pipeline.cli import data_meta, parser, setup, stage
 from pipeline.io import stable_hash, write_table
 from pipeline.losses import build_loss
@@ -22,20 +25,24 @@ def main(argv=None):
     p = parser(__doc__)
     p.add_argument("--model-out", required=True)
     p.add_argument("--epochs-out", required=True)
-    p.add_argument("--dynamics-out", required=True)
+    p.add_argument("--dynamics-out", default=None)
+    p.add_argument("--logits-out", default=None)
     args = p.parse_args(argv)
     spec, data, device = setup(args)
     teacher = spec["teacher"]
     cfg = parse_params(TrainConfig, teacher["train"], f"teachers.{spec['name']}.train")
     with seeded_init(teacher["seed"], "init"):
         model = build_model(teacher["model"], data.num_classes, data.in_channels, **teacher["model_args"])
-    dynamics = Dynamics(len(data.train), cfg.epochs, device)
+    dynamics = Dynamics(len(data.train), cfg.epochs, device) if args.dynamics_out else None
     history = fit(model, data, torch.arange(len(data.train)), cfg, seed=teacher["seed"], device=device,
                   loss=build_loss("ce"), dynamics=dynamics)
     meta = {"stage": "teacher", "teacher": spec["name"], "spec": spec, "config_hash": stable_hash(spec),
             "seed": teacher["seed"], "device": str(device), **data_meta(data)}
     write_table(history, args.epochs_out, meta)
-    write_table(dynamics.to_frame(), args.dynamics_out, meta)
+    if dynamics is not None:
+        write_table(dynamics.to_frame(), args.dynamics_out, meta)
+    if args.logits_out:
+        save_train_logits(args.logits_out, model, data, cfg.batch_size * 4, device, meta)
     save_model(args.model_out, model, {"model": teacher["model"], "model_args": teacher["model_args"],
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
                                        "test_acc": float(history["test_acc"].iloc[-1]), **meta})

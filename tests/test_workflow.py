@@ -35,9 +35,11 @@ def planned_jobs(output: str) -> dict[str, int]:
 def test_dry_run_of_the_default_lists_every_stage(tmp_path):
     result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "config.yaml"))
     assert result.returncode == 0, result.stderr
-    # 4 scorers x 1 selector x 3 keep fractions = 12 subsets; x 2 settings x 2 seeds = 48 students
+    # 9 scorers share 2 proxy runs; 4 of them x 1 selector x 3 keep fractions = 12 subsets;
+    # x 2 settings x 2 seeds = 48 students
     assert planned_jobs(result.stdout) == {
-        "teacher": 1, "scores": 4, "subsets": 12, "students": 48, "aggregate": 1, "all": 1,
+        "teacher": 1, "proxies": 2, "scores": 9, "scores_summary": 1, "subsets": 12, "students": 48,
+        "aggregate": 1, "all": 1,
     }
 
 
@@ -60,21 +62,30 @@ def test_tiny_configuration_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = pd.read_parquet(tmp_path / "results" / "tiny" / "summary.parquet")
 
-    # one row per (scorer, keep fraction, setting, seed): 4 x 2 x 2 x 1
-    assert len(summary) == 16
-    assert set(map(tuple, summary[["scorer", "keep_fraction", "distillation"]].values)) == {
-        (s, f, d) for s in ["el2n", "forgetting", "random", "teacher_ce"] for f in [0.1, 0.5] for d in ["kd", "labels"]
+    # one row per (scorer, selector, keep fraction, setting, seed): 6 selections x 2 x 3 x 1
+    assert len(summary) == 36
+    selections = [(s, "hardest") for s in ["el2n", "forgetting", "random", "teacher_ce"]]
+    selections += [("teacher_ce", "medium"), ("el2n", "stratified")]
+    assert set(map(tuple, summary[["scorer", "selector", "keep_fraction", "distillation"]].values)) == {
+        (s, sel, f, d) for s, sel in selections for f in [0.1, 0.5] for d in ["kd", "kd_infobatch", "labels"]
     }
     for column in ["experiment", "dataset", "teacher", "student", "scorer", "selector", "keep_fraction", "alpha",
                    "temperature", "seed", "final_test_acc", "best_test_acc", "n_train", "train_seconds",
-                   "config_hash", "dataset_fingerprint", "subset_scores_hash", "config", "code_version"]:
+                   "sample_steps", "cost_fraction", "infobatch_ratio", "config_hash", "dataset_fingerprint",
+                   "subset_scores_hash", "config", "code_version"]:
         assert column in summary.columns, column
     # class-balanced budgets of the first 600 training samples: round(0.1 * 600), round(0.5 * 600)
     assert sorted(summary["n_train"].unique()) == [60, 300]
-    assert set(summary["selector"]) == {"hardest"}
+    # static subsets cost their keep fraction; InfoBatch (ratio 0.5) trains on fewer samples than that
+    static = summary[summary["distillation"] != "kd_infobatch"]
+    assert (static["cost_fraction"] == static["keep_fraction"]).all()
+    assert (static["sample_steps"] == static["n_train"]).all()  # one epoch
+    dynamic = summary[summary["distillation"] == "kd_infobatch"]
+    assert (dynamic["cost_fraction"] <= dynamic["keep_fraction"]).all() and set(dynamic["infobatch_ratio"]) == {0.5}
     assert summary["dataset_fingerprint"].nunique() == 1
     kd = summary[summary["distillation"] == "kd"]
     assert set(kd["teacher"]) == {"t4"} and set(kd["alpha"]) == {0.9} and set(kd["temperature"]) == {4.0}
+    assert kd["infobatch_ratio"].isna().all()
     labels = summary[summary["distillation"] == "labels"]
     assert labels["teacher"].isna().all() and set(labels["alpha"]) == {0.0}
     assert summary["final_test_acc"].between(0, 1).all()
@@ -88,6 +99,16 @@ def test_tiny_configuration_end_to_end(tmp_path):
     row = summary[(summary["scorer"] == "el2n") & (summary["keep_fraction"] == 0.1)].iloc[0]
     assert row["subset_scores_hash"] == meta["scores_hash"]
     assert len(pd.read_parquet(subset)) == 60
+
+    # every scorer was computed and compared: 9 x 9 rank correlations, a scorer with itself 1
+    scores_summary = pd.read_parquet(tmp_path / "results" / "tiny" / "scores" / "summary.parquet")
+    spearman = scores_summary[scores_summary["statistic"] == "spearman"]
+    assert len(spearman) == 81
+    assert (spearman[spearman["scorer"] == spearman["other"]]["value"] == 1.0).all()
+    counts = scores_summary[(scores_summary["statistic"] == "count") & (scores_summary["scorer"] == "aum")]
+    assert counts["value"].sum() == 600
+    stratified = read_meta(tmp_path / "results" / "tiny" / "subsets" / "el2n" / "stratified" / "keep0.1.parquet")
+    assert stratified["selector_params"] == {"beta": 0.1, "strata": 5}
 
     # the teacher recorded every sample at every one of its 2 epochs
     dynamics = pd.read_parquet(tmp_path / "results" / "tiny" / "teachers" / "t4" / "dynamics.parquet")

@@ -3,6 +3,7 @@
 # reruns exactly the jobs it affects; threads are resources, not part of it).
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO))
 from pipeline.config import validate_config
 from pipeline.errors import UserError
+from pipeline.scorers import SCORERS
 
 try:
     config.update(validate_config(config))
@@ -32,8 +34,8 @@ def keep_label(fraction):
 KEEPS = {keep_label(f): f for f in config["selection"]["keep_fractions"]}
 SELECTIONS = [
     (scorer, selector)
-    for selector, scorers in config["selection"]["selectors"].items()
-    for scorer in scorers
+    for selector, entry in config["selection"]["selectors"].items()
+    for scorer in entry["scorers"]
 ]
 
 
@@ -48,6 +50,7 @@ wildcard_constraints:
     keep=choice(KEEPS),
     distill=choice(config["distillation"]),
     seed=r"\d+",
+    run=r"\d+",
 
 
 def as_json(obj):
@@ -67,6 +70,12 @@ def teacher_spec(wildcards):
     return as_json({**common_spec(), "name": wildcards.teacher, "teacher": teacher})
 
 
+def proxy_spec(wildcards):
+    proxies = without(config["proxies"], "runs", "threads", "seed")
+    proxy = {**proxies, "seed": config["proxies"]["seed"] + int(wildcards.run)}
+    return as_json({**common_spec(), "name": f"proxy{wildcards.run}", "teacher": proxy})
+
+
 def score_spec(wildcards):
     scoring = config["scoring"]
     return as_json({**common_spec(), "scorer": wildcards.scorer, "params": config["scorers"][wildcards.scorer],
@@ -76,7 +85,8 @@ def score_spec(wildcards):
 def subset_spec(wildcards):
     selection = config["selection"]
     return as_json({"selector": wildcards.selector, "keep_fraction": KEEPS[wildcards.keep],
-                    "class_balanced": selection["class_balanced"], "seed": selection["seed"]})
+                    "class_balanced": selection["class_balanced"], "seed": selection["seed"],
+                    "params": selection["selectors"][wildcards.selector]["params"]})
 
 
 def student_spec(wildcards):
@@ -87,7 +97,38 @@ def student_spec(wildcards):
 
 def teacher_files(name):
     folder = f"{RESULTS}/teachers/{name}"
-    return {"model": f"{folder}/model.pt", "epochs": f"{folder}/epochs.parquet", "dynamics": f"{folder}/dynamics.parquet"}
+    return {
+        "model": f"{folder}/model.pt",
+        "epochs": f"{folder}/epochs.parquet",
+        "dynamics": f"{folder}/dynamics.parquet",
+        "teacher_logits": f"{folder}/train_logits.pt",
+    }
+
+
+def proxy_models():
+    return [f"{RESULTS}/proxies/run{run}/model.pt" for run in range(config["proxies"]["runs"])]
+
+
+def score_inputs(wildcards):
+    """The scorer's source file, and only what the scorer says it needs."""
+    teacher = teacher_files(SCORING_TEACHER)
+    available = {"teacher": teacher["model"], "dynamics": teacher["dynamics"],
+                 "teacher_logits": teacher["teacher_logits"], "proxies": proxy_models()}
+    needs = SCORERS.get(wildcards.scorer).needs
+    return {"source": f"{REPO}/pipeline/scorers/{wildcards.scorer}.py", **{n: available[n] for n in needs}}
+
+
+SCORE_OPTIONS = {"teacher": "--teacher", "dynamics": "--dynamics", "teacher_logits": "--teacher-logits", "proxies": "--proxies"}
+
+
+def score_arguments(wildcards, input):
+    """Command-line options passing the scoring job the inputs it was given."""
+    parts = []
+    for key, option in SCORE_OPTIONS.items():
+        if key in input.keys():
+            value = getattr(input, key)
+            parts += [option, *map(shlex.quote, [value] if isinstance(value, str) else value)]
+    return " ".join(parts)
 
 
 def student_teacher(wildcards):
@@ -107,4 +148,4 @@ def student_runs():
 
 
 def get_final_output():
-    return [f"{RESULTS}/summary.parquet", f"{RESULTS}/accuracy_vs_keep_fraction.png"]
+    return [f"{RESULTS}/summary.parquet", f"{RESULTS}/accuracy_vs_keep_fraction.png", f"{RESULTS}/scores/summary.parquet"]

@@ -1,14 +1,32 @@
-# One job per scorer. The scorer's own source file is an input, so editing it reruns that
-# scorer's jobs and everything downstream of them, and nothing else.
+# The proxy models EL2N and GraNd share: trained once, read by every scorer that needs them.
+rule proxies:
+    output:
+        model=f"{RESULTS}/proxies/run{{run}}/model.pt",
+        epochs=f"{RESULTS}/proxies/run{{run}}/epochs.parquet",
+    params:
+        spec=proxy_spec,
+    threads: config["proxies"]["threads"]
+    log:
+        f"{LOGS}/proxies/run{{run}}.log",
+    benchmark:
+        f"{BENCHMARKS}/proxies/run{{run}}.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m pipeline.teacher --spec {params.spec:q} --threads {threads} "
+        "--model-out {output.model:q} --epochs-out {output.epochs:q} > {log:q} 2>&1"
+
+
+# One job per scorer, given only what the scorer needs. The scorer's own source file is an input,
+# so editing it reruns that scorer's jobs and everything downstream of them, and nothing else.
 rule scores:
     input:
-        source=f"{REPO}/pipeline/scorers/{{scorer}}.py",
-        teacher=teacher_files(SCORING_TEACHER)["model"],
-        dynamics=teacher_files(SCORING_TEACHER)["dynamics"],
+        unpack(score_inputs),
     output:
         f"{RESULTS}/scores/{{scorer}}.parquet",
     params:
         spec=score_spec,
+        inputs=score_arguments,
     threads: config["scoring"]["threads"]
     log:
         f"{LOGS}/scores/{{scorer}}.log",
@@ -17,5 +35,21 @@ rule scores:
     conda:
         "../../environment.yml"
     shell:
-        "python -m pipeline.score --spec {params.spec:q} --threads {threads} "
-        "--teacher {input.teacher:q} --dynamics {input.dynamics:q} --output {output:q} > {log:q} 2>&1"
+        "python -m pipeline.score --spec {params.spec:q} --threads {threads} {params.inputs} "
+        "--output {output:q} > {log:q} 2>&1"
+
+
+# How the scorers relate: rank correlations between every pair and per-class statistics.
+rule scores_summary:
+    input:
+        expand(f"{RESULTS}/scores/{{scorer}}.parquet", scorer=config["scorers"]),
+    output:
+        f"{RESULTS}/scores/summary.parquet",
+    log:
+        f"{LOGS}/scores/summary.log",
+    benchmark:
+        f"{BENCHMARKS}/scores/summary.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m pipeline.scores_summary --scores {input:q} --output {output:q} > {log:q} 2>&1"

@@ -1,0 +1,59 @@
+"""How the scorers relate: one long table with the Spearman rank correlation between every pair of
+scorers (over all training samples) and each scorer's per-class score statistics.
+
+Columns: ``scorer, other, label, statistic, value``. Correlation rows have ``statistic =
+"spearman"`` and the second scorer in ``other`` (label null); per-class rows have ``statistic`` in
+count/mean/std/min/median/max and the class in ``label`` (other null).
+"""
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from pipeline.cli import stage
+from pipeline.errors import UserError
+from pipeline.io import read_table, write_table
+
+CLASS_STATISTICS = ["count", "mean", "std", "min", "median", "max"]
+
+
+def summarise(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    scores = pd.DataFrame({name: table["score"].to_numpy() for name, table in tables.items()})
+    correlation = scores.corr(method="spearman")
+    rows = [
+        {"scorer": a, "other": b, "label": None, "statistic": "spearman", "value": float(correlation.loc[a, b])}
+        for a in correlation.index
+        for b in correlation.columns
+    ]
+    for name, table in tables.items():
+        stats = table.groupby("label")["score"].agg(CLASS_STATISTICS)
+        rows += [
+            {"scorer": name, "other": None, "label": int(label), "statistic": statistic, "value": float(value)}
+            for label, row in stats.iterrows()
+            for statistic, value in row.items()
+        ]
+    return pd.DataFrame(rows).astype({"label": "Int64"})
+
+
+@stage
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--scores", nargs="+", required=True, help="score tables, one per scorer")
+    p.add_argument("--output", required=True)
+    args = p.parse_args(argv)
+    tables, fingerprints = {}, set()
+    for path in args.scores:
+        table, meta = read_table(path)
+        tables[meta["scorer"]] = table
+        fingerprints.add(meta["dataset_fingerprint"])
+    if len(fingerprints) != 1:
+        raise UserError(f"score tables come from different data (fingerprints {sorted(fingerprints)})")
+    summary = summarise(tables)
+    write_table(summary, args.output, {"stage": "scores_summary", "scorers": sorted(tables),
+                                       "dataset_fingerprint": fingerprints.pop()})
+    print(summary[summary["statistic"] == "spearman"].pivot(index="scorer", columns="other", values="value").round(3))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The stage command lines on a slice of real Fashion-MNIST: the same config and seed give
+identical outputs, and inputs made on other data are refused with one line."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from pipeline import score, student, subset, teacher
+from pipeline.io import read_meta, read_table, write_table
+
+pytestmark = pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
+    reason="needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)",
+)
+DATA = {"dataset": "fashion_mnist", "root": None, "train_limit": 60, "test_limit": 20}
+TRAIN = {"epochs": 1, "batch_size": 16}
+
+
+def train_teacher(folder: Path, seed: int = 0) -> dict[str, Path]:
+    out = {name: folder / name for name in ("model.pt", "epochs.parquet", "dynamics.parquet", "logits.pt")}
+    spec = {"data": DATA, "device": "cpu", "name": "t",
+            "teacher": {"model": "cnn", "model_args": {"width": 2}, "train": TRAIN, "seed": seed}}
+    teacher.main(["--spec", json.dumps(spec), "--threads", "1", "--model-out", str(out["model.pt"]),
+                  "--epochs-out", str(out["epochs.parquet"]), "--dynamics-out", str(out["dynamics.parquet"]),
+                  "--logits-out", str(out["logits.pt"])])
+    return out
+
+
+def run_score(scorer: str, output: Path, files: dict[str, Path]) -> pd.DataFrame:
+    spec = {"data": DATA, "device": "cpu", "scorer": scorer, "params": {}, "seed": 0, "batch_size": 32}
+    score.main(["--spec", json.dumps(spec), "--threads", "1", "--teacher", str(files["model.pt"]),
+                "--dynamics", str(files["dynamics.parquet"]), "--teacher-logits", str(files["logits.pt"]),
+                "--proxies", str(files["model.pt"]), "--output", str(output)])
+    return read_table(output)[0]
+
+
+def run_subset(scores: Path, output: Path) -> pd.DataFrame:
+    spec = {"selector": "hardest", "keep_fraction": 0.5, "class_balanced": True, "seed": 0, "params": {}}
+    subset.main(["--spec", json.dumps(spec), "--scores", str(scores), "--output", str(output)])
+    return read_table(output)[0]
+
+
+def test_same_config_and_seed_give_identical_scores_and_subsets(tmp_path):
+    a, b = train_teacher(tmp_path / "a"), train_teacher(tmp_path / "b")
+    assert torch.equal(torch.load(a["logits.pt"])["logits"], torch.load(b["logits.pt"])["logits"])
+    dynamics = pd.read_parquet(a["dynamics.parquet"])
+    assert len(dynamics) == 60 and list(dynamics["epoch"].unique()) == [1]
+    for scorer in ["el2n", "grand", "forgetting", "aum", "teacher_ce", "random"]:
+        scores_a = run_score(scorer, tmp_path / f"{scorer}_a.parquet", a)
+        scores_b = run_score(scorer, tmp_path / f"{scorer}_b.parquet", b)
+        pd.testing.assert_frame_equal(scores_a, scores_b)
+        assert list(scores_a["sample_index"]) == list(range(60))
+        kept_a = run_subset(tmp_path / f"{scorer}_a.parquet", tmp_path / f"{scorer}_subset_a.parquet")
+        kept_b = run_subset(tmp_path / f"{scorer}_b.parquet", tmp_path / f"{scorer}_subset_b.parquet")
+        pd.testing.assert_frame_equal(kept_a, kept_b)
+        assert len(kept_a) == 30
+    other = train_teacher(tmp_path / "c", seed=1)
+    assert not torch.equal(torch.load(a["logits.pt"])["logits"], torch.load(other["logits.pt"])["logits"])
+
+
+def test_student_refuses_a_subset_of_other_data(tmp_path, capsys):
+    files = train_teacher(tmp_path / "teacher")
+    scores = tmp_path / "scores.parquet"
+    run_score("random", scores, files)
+    kept = tmp_path / "subset.parquet"
+    run_subset(scores, kept)
+    table, meta = read_table(kept)
+    write_table(table, kept, {**meta, "dataset_fingerprint": "0123456789abcdef"})
+    spec = {"experiment": "x", "data": DATA, "device": "cpu", "seed": 0,
+            "student": {"model": "cnn", "model_args": {"width": 2}, "train": TRAIN},
+            "distillation": {"name": "labels", "loss": "ce"}}
+    outputs = [tmp_path / "student" / name for name in ("epochs.parquet", "run.parquet", "model.pt")]
+    with pytest.raises(SystemExit) as exit_info:
+        student.main(["--spec", json.dumps(spec), "--subset", str(kept), "--epochs-out", str(outputs[0]),
+                      "--run-out", str(outputs[1]), "--model-out", str(outputs[2])])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "0123456789abcdef" in error and "\n" not in error
+    assert not any(path.exists() for path in outputs)
+    assert read_meta(kept)["dataset_fingerprint"] == "0123456789abcdef"  # the input is untouched

@@ -28,8 +28,9 @@ stamp=.venv/.prune-distill-installed
 wanted=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "setup: installing dependencies into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check $TORCH_PINS
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+  # (the filter drops pip's warnings about local package mirrors that lack a package)
+  .venv/bin/python -m pip install -q --disable-pip-version-check $TORCH_PINS -e ".[test]" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   echo "$wanted" > "$stamp"
 fi
 .venv/bin/python -c "import torch, torchvision, snakemake, pipeline" \

@@ -12,34 +12,17 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.checkpoints import save_model, save_train_logits
-from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.errors import UserError
 from pipeline.io import write_table
 from pipeline.models import build_model
-from pipeline.scorers import SCORERS, ScoringContext, build_scorer
+from pipeline.scorers import SCORERS, build_scorer
 from pipeline.scorers.el2n import el2n
 from pipeline.scorers.forgetting import forgetting_counts
 from pipeline.seeding import seeded_init
 from pipeline.train import Dynamics, margins
+from tiny import CPU, MEAN, STD, TRAIN_LABELS, context
 
-CPU = torch.device("cpu")
 LN2 = math.log(2.0)
-MEAN, STD = (0.5,), (0.25,)
-TRAIN_LABELS = [0, 1, 2, 0, 1, 2]
-
-
-@pytest.fixture(scope="module")
-def data():
-    g = torch.Generator().manual_seed(1234)
-    train = TensorSplit(torch.randint(0, 256, (6, 1, 8, 8), generator=g, dtype=torch.uint8),
-                        torch.tensor(TRAIN_LABELS), MEAN, STD)
-    test = TensorSplit(torch.randint(0, 256, (4, 1, 8, 8), generator=g, dtype=torch.uint8),
-                       torch.tensor([2, 1, 0, 1]), MEAN, STD)
-    return Dataset("tiny", train, test, num_classes=3, in_channels=1, augment=Augment(crop_padding=1, flip=True))
-
-
-def context(data, seed=0, **paths):
-    return ScoringContext(data, seed, CPU, 4, **paths)
 
 
 # ------------------------------------------------------------------ el2n

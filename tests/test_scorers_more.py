@@ -11,12 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.checkpoints import save_model, save_train_logits
-from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.errors import UserError
 from pipeline.features import predict_with_features
 from pipeline.io import write_table
 from pipeline.models import build_model
-from pipeline.scorers import ScoringContext, build_scorer
+from pipeline.scorers import build_scorer
 from pipeline.scorers.aum import aum
 from pipeline.scorers.entropy import entropy_score
 from pipeline.scorers.grand import full_grad_norm, last_layer_grad_norm
@@ -24,25 +23,9 @@ from pipeline.scorers.least_confidence import least_confidence_score
 from pipeline.scorers.margin import margin_score
 from pipeline.seeding import seeded_init
 from pipeline.train import predict
+from tiny import CPU, MEAN, STD, TRAIN_LABELS, context
 
-CPU = torch.device("cpu")
 LN2, LN3 = math.log(2.0), math.log(3.0)
-MEAN, STD = (0.5,), (0.25,)
-TRAIN_LABELS = [0, 1, 2, 0, 1, 2]
-
-
-@pytest.fixture(scope="module")
-def data():
-    g = torch.Generator().manual_seed(1234)
-    train = TensorSplit(torch.randint(0, 256, (6, 1, 8, 8), generator=g, dtype=torch.uint8),
-                        torch.tensor(TRAIN_LABELS), MEAN, STD)
-    test = TensorSplit(torch.randint(0, 256, (4, 1, 8, 8), generator=g, dtype=torch.uint8),
-                       torch.tensor([2, 1, 0, 1]), MEAN, STD)
-    return Dataset("tiny", train, test, num_classes=3, in_channels=1, augment=Augment(crop_padding=1, flip=True))
-
-
-def context(data, seed=0, **paths):
-    return ScoringContext(data, seed, CPU, 4, **paths)
 
 
 def make_model(seed=7):

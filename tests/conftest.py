@@ -1,0 +1,8 @@
+import pytest
+
+import tiny
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny.dataset()

@@ -75,16 +75,19 @@ def main(argv=None):
         "alpha": float(loss_params.get("alpha", 0.0)),
         "temperature": float(loss_params["temperature"]) if "temperature" in loss_params else float("nan"),
         "seed": seed,
-        "epochs": cfg.epochs,
+        "budget": "epochs" if cfg.steps is None else "steps",
+        "epochs": len(history),  # passes over the subset (the last may be partial with a steps budget)
+        "steps": int(history["steps"].sum()),
         "final_test_acc": float(history["test_acc"].iloc[-1]),
         "best_test_acc": float(evaluated["test_acc"].max()),  # chosen on the test set: biased, for reference only
         "n_train": len(indices),
         "infobatch_ratio": infobatch.ratio if infobatch else float("nan"),
         "infobatch_delta": infobatch.delta if infobatch else float("nan"),
-        # samples actually trained on, and their share of training on every sample for as many epochs:
-        # the cost to compare static subsets (f) and dynamic pruning by
+        # samples actually trained on, and their share of what the same schedule costs on the full
+        # training set (epochs x N, or steps x batch size): the cost to compare static subsets (f)
+        # and dynamic pruning by
         "sample_steps": int(history["sample_steps"].sum()),
-        "cost_fraction": float(history["sample_steps"].sum()) / (cfg.epochs * len(data.train)),
+        "cost_fraction": float(history["sample_steps"].sum()) / full_data_sample_steps(cfg, len(data.train)),
         "train_seconds": train_seconds,
         "device": str(device),
         "dataset_fingerprint": data.fingerprint,
@@ -99,6 +102,10 @@ def main(argv=None):
                                        "test_acc": run["final_test_acc"], **meta})
     write_table(pd.DataFrame([run]), args.run_out, meta)
     print(f"final test accuracy {run['final_test_acc']:.4f} on {len(indices)} training samples")
+
+
+def full_data_sample_steps(cfg: TrainConfig, num_samples: int) -> int:
+    return cfg.epochs * num_samples if cfg.steps is None else cfg.steps * cfg.batch_size
 
 
 def _args_suffix(model_args: dict) -> str:

@@ -17,7 +17,7 @@ from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.params import parse_params
 from pipeline.seeding import seeded_init
-from pipeline.train import Dynamics, TrainConfig, fit
+from pipeline.train import Dynamics, TrainConfig, fit, planned_epochs
 
 
 @stage
@@ -33,7 +33,8 @@ def main(argv=None):
     cfg = parse_params(TrainConfig, teacher["train"], f"teachers.{spec['name']}.train")
     with seeded_init(teacher["seed"], "init"):
         model = build_model(teacher["model"], data.num_classes, data.in_channels, **teacher["model_args"])
-    dynamics = Dynamics(len(data.train), cfg.epochs, device) if args.dynamics_out else None
+    epochs = planned_epochs(cfg, len(data.train))
+    dynamics = Dynamics(len(data.train), epochs, device) if args.dynamics_out else None
     history = fit(model, data, torch.arange(len(data.train)), cfg, seed=teacher["seed"], device=device,
                   loss=build_loss("ce"), dynamics=dynamics)
     meta = {"stage": "teacher", "teacher": spec["name"], "spec": spec, "config_hash": stable_hash(spec),

@@ -33,6 +33,17 @@ class TrainConfig:
     nesterov: bool = True
     augment: bool = True  # the dataset's standard training augmentation
     eval_every: int = 1  # test accuracy every n epochs; the final epoch is always evaluated
+    # Budget: None trains ``epochs`` passes over the given indices (cost scales with the keep
+    # fraction); a number trains exactly that many optimizer steps whatever the subset size (the
+    # same compute for every keep fraction), the last pass stopping part-way.
+    steps: int | None = None
+
+
+def planned_epochs(cfg: TrainConfig, num_indices: int) -> int:
+    """Passes over ``num_indices`` samples that the budget needs (the last may be partial)."""
+    if cfg.steps is None:
+        return cfg.epochs
+    return math.ceil(cfg.steps / math.ceil(num_indices / cfg.batch_size))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -113,6 +124,9 @@ def fit(
     counts the samples actually trained on)."""
     if loss.needs_teacher and teacher is None:
         raise UserError(f"loss {type(loss).__name__} needs a teacher")
+    if infobatch is not None and cfg.steps is not None:
+        raise UserError("infobatch prunes passes over the data; use an epochs budget (train.steps: null) with it")
+    epochs = planned_epochs(cfg, len(indices))
     # channels_last: about 2x faster convolutions on CPU (oneDNN) and the layout tensor cores want.
     model.to(device, memory_format=torch.channels_last)
     if teacher is not None:
@@ -122,20 +136,24 @@ def fit(
     )
     order, augment_rng = torch_generator(seed, "order"), torch_generator(seed, "augment")
     prune_rng = torch_generator(seed, "infobatch")
-    dynamic = InfoBatch(infobatch, len(data.train), cfg.epochs, device) if infobatch else None
+    dynamic = InfoBatch(infobatch, len(data.train), epochs, device) if infobatch else None
     augment = data.augment if cfg.augment else None
-    rows, start = [], time.perf_counter()
-    for epoch in range(cfg.epochs):
+    rows, start, global_step = [], time.perf_counter(), 0
+    for epoch in range(epochs):
         model.train()
         epoch_start = time.perf_counter()
         epoch_indices = dynamic.plan(epoch, indices, prune_rng) if dynamic else indices
         steps = math.ceil(len(epoch_indices) / cfg.batch_size)
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=device)
+        seen = epoch_steps = 0
         for step, (x, y, idx) in enumerate(data.train.batches(
             epoch_indices, cfg.batch_size, device=device, order=order, augment=augment, augment_rng=augment_rng
         )):
-            lr = one_cycle_lr((epoch + step / steps) / cfg.epochs, cfg.lr)
+            if cfg.steps is not None and global_step == cfg.steps:
+                break
+            progress = global_step / cfg.steps if cfg.steps else (epoch + step / steps) / epochs
+            lr = one_cycle_lr(progress, cfg.lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = x.contiguous(memory_format=torch.channels_last)
@@ -150,6 +168,9 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             weighted.mean().backward()
             optimizer.step()
+            global_step += 1
+            epoch_steps += 1
+            seen += len(y)
             with torch.no_grad():
                 for name, value in terms.items():
                     sums[name] = sums.get(name, 0) + value.detach().sum()
@@ -159,10 +180,11 @@ def fit(
                 if dynamic is not None:
                     dynamic.update(idx, per_sample)
         seconds = time.perf_counter() - epoch_start
-        n = len(epoch_indices)
+        n = seen
         row = {
             "epoch": epoch + 1,
             "lr": lr,
+            "steps": epoch_steps,
             "sample_steps": n,
             "train_loss": float(sum(sums.values())) / n,
             **{f"train_{name}": float(value) / n for name, value in sums.items()},
@@ -172,14 +194,14 @@ def fit(
             "seconds": seconds,
             "images_per_second": n / seconds,
         }
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs:
             row["test_acc"], row["test_loss"] = evaluate(model, data.test, cfg.batch_size * 4, device)
         rows.append(row)
         elapsed = time.perf_counter() - start
         log(
-            f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} train_acc {row['train_acc']:.4f} "
+            f"epoch {epoch + 1}/{epochs} loss {row['train_loss']:.4f} train_acc {row['train_acc']:.4f} "
             f"test_acc {row['test_acc']:.4f} {row['images_per_second']:.0f} img/s "
-            f"elapsed {elapsed:.0f}s left {elapsed / (epoch + 1) * (cfg.epochs - epoch - 1):.0f}s"
+            f"elapsed {elapsed:.0f}s left {elapsed / (epoch + 1) * (epochs - epoch - 1):.0f}s"
         )
     return pd.DataFrame(rows)
 

@@ -85,3 +85,22 @@ def test_fit_with_infobatch_trains_on_fewer_samples_then_all(data):
     assert steps[0] == 24 and steps[3] == 24  # first epoch (no losses yet) and the annealing epoch
     assert steps[1] < 24 and steps[2] < 24
     assert math.isfinite(history["train_loss"].iloc[-1])
+
+
+def test_a_steps_budget_trains_exactly_that_many_steps_whatever_the_subset(data):
+    for n in (8, 24):  # 1 and 3 batches of 8 per pass
+        with seeded_init(0, "init"):
+            model = build_model("cnn", 3, 1, width=2)
+        history = fit(model, data, torch.arange(n), TrainConfig(epochs=1, batch_size=8, steps=5), seed=0,
+                      device=CPU, loss=build_loss("ce"), log=lambda line: None)
+        # n = 8: five passes of one step; n = 24: one full pass of 3 steps and a partial pass of 2
+        assert list(history["steps"]) == ([1] * 5 if n == 8 else [3, 2])
+        assert list(history["sample_steps"]) == ([8] * 5 if n == 8 else [24, 16])
+        assert history["lr"].iloc[-1] == pytest.approx(one_cycle_lr(4 / 5, 0.1))  # the 5th step's progress
+        assert not math.isnan(history["test_acc"].iloc[-1])
+
+
+def test_a_steps_budget_does_not_combine_with_infobatch(data):
+    with pytest.raises(UserError, match="infobatch"):
+        fit(build_model("cnn", 3, 1, width=2), data, torch.arange(8), TrainConfig(steps=3), seed=0, device=CPU,
+            loss=build_loss("ce"), infobatch=InfoBatchConfig(), log=lambda line: None)

@@ -71,7 +71,7 @@ def test_tiny_configuration_end_to_end(tmp_path):
     }
     for column in ["experiment", "dataset", "teacher", "student", "scorer", "selector", "keep_fraction", "alpha",
                    "temperature", "seed", "final_test_acc", "best_test_acc", "n_train", "train_seconds",
-                   "sample_steps", "cost_fraction", "infobatch_ratio", "config_hash", "dataset_fingerprint",
+                   "sample_steps", "cost_fraction", "budget", "epochs", "steps", "infobatch_ratio", "config_hash", "dataset_fingerprint",
                    "subset_scores_hash", "config", "code_version"]:
         assert column in summary.columns, column
     # class-balanced budgets of the first 600 training samples: round(0.1 * 600), round(0.5 * 600)
@@ -80,6 +80,8 @@ def test_tiny_configuration_end_to_end(tmp_path):
     static = summary[summary["distillation"] != "kd_infobatch"]
     assert (static["cost_fraction"] == static["keep_fraction"]).all()
     assert (static["sample_steps"] == static["n_train"]).all()  # one epoch
+    assert set(summary["budget"]) == {"epochs"} and set(summary["epochs"]) == {1}
+    assert (static["steps"] == -(-static["n_train"] // 32)).all()  # ceil(n / batch 32), one pass
     dynamic = summary[summary["distillation"] == "kd_infobatch"]
     assert (dynamic["cost_fraction"] <= dynamic["keep_fraction"]).all() and set(dynamic["infobatch_ratio"]) == {0.5}
     assert summary["dataset_fingerprint"].nunique() == 1

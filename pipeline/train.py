@@ -136,13 +136,13 @@ def fit(
     )
     order, augment_rng = torch_generator(seed, "order"), torch_generator(seed, "augment")
     prune_rng = torch_generator(seed, "infobatch")
-    dynamic = InfoBatch(infobatch, len(data.train), epochs, device) if infobatch else None
+    pruning = InfoBatch(infobatch, len(data.train), epochs, device) if infobatch else None
     augment = data.augment if cfg.augment else None
     rows, start, global_step = [], time.perf_counter(), 0
     for epoch in range(epochs):
         model.train()
         epoch_start = time.perf_counter()
-        epoch_indices = dynamic.plan(epoch, indices, prune_rng) if dynamic else indices
+        epoch_indices = pruning.plan(epoch, indices, prune_rng) if pruning else indices
         steps = math.ceil(len(epoch_indices) / cfg.batch_size)
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=device)
@@ -164,7 +164,7 @@ def fit(
                     teacher_logits = teacher(x)
             terms = loss(logits, y, teacher_logits)
             per_sample = sum(terms.values())
-            weighted = per_sample * dynamic.weight[idx] if dynamic else per_sample
+            weighted = per_sample * pruning.weight[idx] if pruning else per_sample
             optimizer.zero_grad(set_to_none=True)
             weighted.mean().backward()
             optimizer.step()
@@ -177,8 +177,8 @@ def fit(
                 correct += (logits.argmax(1) == y).sum()
                 if dynamics is not None:
                     dynamics.update(epoch, logits, y, idx)
-                if dynamic is not None:
-                    dynamic.update(idx, per_sample)
+                if pruning is not None:
+                    pruning.update(idx, per_sample)
         seconds = time.perf_counter() - epoch_start
         n = seen
         row = {

@@ -10,8 +10,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from pipeline.errors import UserError
-from pipeline.io import atomic_write
+from pipeline.io import atomic_write, require_same_data
 from pipeline.data import Dataset
 from pipeline.models import build_model
 from pipeline.train import predict
@@ -26,11 +25,8 @@ def save_model(path: str | Path, model: nn.Module, spec: dict[str, Any]) -> None
 def load_model(path: str | Path, dataset_fingerprint: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     spec = state["spec"]
-    if dataset_fingerprint is not None and spec["dataset_fingerprint"] != dataset_fingerprint:
-        raise UserError(
-            f"{path} was trained on data with fingerprint {spec['dataset_fingerprint']}, "
-            f"but this run's data has fingerprint {dataset_fingerprint}"
-        )
+    if dataset_fingerprint is not None:
+        require_same_data(path, spec["dataset_fingerprint"], dataset_fingerprint)
     model = build_model(spec["model"], spec["num_classes"], spec["in_channels"], **spec["model_args"])
     model.load_state_dict(state["state_dict"])
     return model, spec
@@ -46,8 +42,5 @@ def save_train_logits(path: str | Path, model: nn.Module, data: Dataset, batch_s
 
 def load_train_logits(path: str | Path, dataset_fingerprint: str) -> torch.Tensor:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["dataset_fingerprint"] != dataset_fingerprint:
-        raise UserError(
-            f"{path} records data {state['dataset_fingerprint']}, this run's data is {dataset_fingerprint}"
-        )
+    require_same_data(path, state["dataset_fingerprint"], dataset_fingerprint)
     return state["logits"]

@@ -20,6 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import UserError
+
 META_KEY = b"prune_distill"
 
 
@@ -53,6 +55,12 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 def read_meta(path: str | Path) -> dict[str, Any]:
     raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
     return json.loads(raw) if raw else {}
+
+
+def require_same_data(path: str | Path, recorded: str | None, expected: str) -> None:
+    """Refuse an input made from other data than this run's (fingerprints differ)."""
+    if recorded != expected:
+        raise UserError(f"{path} was made from data with fingerprint {recorded}, but this run's data has {expected}")
 
 
 def stable_hash(obj: Any) -> str:

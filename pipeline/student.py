@@ -17,7 +17,7 @@ from pipeline.cli import data_meta, parser, setup, stage
 from pipeline.config import loss_parameters
 from pipeline.errors import UserError
 from pipeline.infobatch import InfoBatchConfig
-from pipeline.io import code_version, read_table, stable_hash, write_table
+from pipeline.io import code_version, read_table, require_same_data, stable_hash, write_table
 from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.params import parse_params
@@ -36,9 +36,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     spec, data, device = setup(args)
     subset, subset_meta = read_table(args.subset)
-    if subset_meta["dataset_fingerprint"] != data.fingerprint:
-        raise UserError(f"{args.subset} was selected on data {subset_meta['dataset_fingerprint']}, "
-                        f"this run's data is {data.fingerprint}")
+    require_same_data(args.subset, subset_meta["dataset_fingerprint"], data.fingerprint)
     student, distill, seed = spec["student"], spec["distillation"], spec["seed"]
     loss_params = loss_parameters(distill)
     infobatch = InfoBatchConfig(**distill["infobatch"]) if "infobatch" in distill else None

@@ -19,7 +19,7 @@ import torch.nn as nn
 from pipeline.checkpoints import load_model, load_train_logits
 from pipeline.data import Dataset
 from pipeline.errors import UserError
-from pipeline.io import read_table
+from pipeline.io import read_table, require_same_data
 from pipeline.params import parse_params
 from pipeline.registry import Registry
 
@@ -50,11 +50,7 @@ class ScoringContext:
         if self.dynamics_path is None:
             raise UserError("this scorer needs the teacher's training dynamics, but none were given")
         frame, meta = read_table(self.dynamics_path)
-        if meta.get("dataset_fingerprint") != self.data.fingerprint:
-            raise UserError(
-                f"{self.dynamics_path} records data {meta.get('dataset_fingerprint')}, "
-                f"this run's data is {self.data.fingerprint}"
-            )
+        require_same_data(self.dynamics_path, meta.get("dataset_fingerprint"), self.data.fingerprint)
         return frame
 
     def teacher_logits(self) -> torch.Tensor:

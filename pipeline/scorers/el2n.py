@@ -7,7 +7,6 @@ Deviation: a proxy's learning-rate schedule spans its own T epochs (Paul et al. 
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

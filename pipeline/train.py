@@ -20,7 +20,8 @@ from pipeline.data import Dataset, Split
 from pipeline.errors import UserError
 from pipeline.infobatch import InfoBatch, InfoBatchConfig
 from pipeline.losses import DistillLoss
-from pipeline.seeding import torch_generator
+from pipeline.features import LayerOutputs
+from pipeline.seeding import seeded_init, torch_generator
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,16 @@ def fit(
     teacher: nn.Module | None = None,
     dynamics: Dynamics | None = None,
     infobatch: InfoBatchConfig | None = None,
+    after_step: Callable[[], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
     """Train ``model`` on ``data.train[indices]``; return one row of metrics per epoch.
 
-    The loss gives per-sample terms; the step minimises their (weighted) batch mean. With
+    The loss gives per-sample terms; the step minimises their (weighted) batch mean. Parameters the
+    loss learns (VID's regressors) are trained with the model, initialised from ``seed``. With
     ``infobatch`` each epoch trains on InfoBatch's share of ``indices`` (``sample_steps`` per row
-    counts the samples actually trained on)."""
+    counts the samples actually trained on). ``after_step`` runs after every optimizer step (the
+    pruning masks use it to keep pruned weights at zero)."""
     if loss.needs_teacher and teacher is None:
         raise UserError(f"loss {type(loss).__name__} needs a teacher")
     if infobatch is not None and cfg.steps is not None:
@@ -131,78 +135,89 @@ def fit(
     model.to(device, memory_format=torch.channels_last)
     if teacher is not None:
         teacher.to(device, memory_format=torch.channels_last).eval()
+    example, _, _ = next(data.train.batches(indices[:2], 2, device=device))
+    with seeded_init(seed, "loss"):
+        loss.prepare(model, teacher, example.contiguous(memory_format=torch.channels_last))
+    loss.to(device)
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+        [*model.parameters(), *loss.parameters()],
+        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
     )
+    student_layers = LayerOutputs(model, loss.student_layers)
+    teacher_layers = LayerOutputs(teacher, loss.teacher_layers)
     order, augment_rng = torch_generator(seed, "order"), torch_generator(seed, "augment")
     prune_rng = torch_generator(seed, "infobatch")
     pruning = InfoBatch(infobatch, len(data.train), epochs, device) if infobatch else None
     augment = data.augment if cfg.augment else None
     rows, start, global_step = [], time.perf_counter(), 0
-    for epoch in range(epochs):
-        model.train()
-        epoch_start = time.perf_counter()
-        epoch_indices = pruning.plan(epoch, indices, prune_rng) if pruning else indices
-        steps = math.ceil(len(epoch_indices) / cfg.batch_size)
-        sums: dict[str, torch.Tensor] = {}
-        correct = torch.zeros((), device=device)
-        seen = epoch_steps = 0
-        for step, (x, y, idx) in enumerate(data.train.batches(
-            epoch_indices, cfg.batch_size, device=device, order=order, augment=augment, augment_rng=augment_rng
-        )):
-            if cfg.steps is not None and global_step == cfg.steps:
-                break
-            progress = global_step / cfg.steps if cfg.steps else (epoch + step / steps) / epochs
-            lr = one_cycle_lr(progress, cfg.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x = x.contiguous(memory_format=torch.channels_last)
-            logits = model(x)
-            teacher_logits = None
-            if teacher is not None:
+    with student_layers, teacher_layers:  # the hooks come off however training ends
+        for epoch in range(epochs):
+            model.train()
+            loss.start_epoch(epoch, epochs)
+            epoch_start = time.perf_counter()
+            epoch_indices = pruning.plan(epoch, indices, prune_rng) if pruning else indices
+            steps = math.ceil(len(epoch_indices) / cfg.batch_size)
+            sums: dict[str, torch.Tensor] = {}
+            correct = torch.zeros((), device=device)
+            seen = epoch_steps = 0
+            for step, (x, y, idx) in enumerate(data.train.batches(
+                epoch_indices, cfg.batch_size, device=device, order=order, augment=augment, augment_rng=augment_rng
+            )):
+                if cfg.steps is not None and global_step == cfg.steps:
+                    break
+                progress = global_step / cfg.steps if cfg.steps else (epoch + step / steps) / epochs
+                lr = one_cycle_lr(progress, cfg.lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                x = x.contiguous(memory_format=torch.channels_last)
+                logits = model(x)
+                teacher_logits = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher(x)
+                terms = loss(logits, y, teacher_logits, student_layers.outputs, teacher_layers.outputs)
+                per_sample = sum(terms.values())
+                weighted = per_sample * pruning.weight[idx] if pruning else per_sample
+                optimizer.zero_grad(set_to_none=True)
+                weighted.mean().backward()
+                optimizer.step()
+                if after_step is not None:
+                    after_step()
+                global_step += 1
+                epoch_steps += 1
+                seen += len(y)
                 with torch.no_grad():
-                    teacher_logits = teacher(x)
-            terms = loss(logits, y, teacher_logits)
-            per_sample = sum(terms.values())
-            weighted = per_sample * pruning.weight[idx] if pruning else per_sample
-            optimizer.zero_grad(set_to_none=True)
-            weighted.mean().backward()
-            optimizer.step()
-            global_step += 1
-            epoch_steps += 1
-            seen += len(y)
-            with torch.no_grad():
-                for name, value in terms.items():
-                    sums[name] = sums.get(name, 0) + value.detach().sum()
-                correct += (logits.argmax(1) == y).sum()
-                if dynamics is not None:
-                    dynamics.update(epoch, logits, y, idx)
-                if pruning is not None:
-                    pruning.update(idx, per_sample)
-        seconds = time.perf_counter() - epoch_start
-        n = seen
-        row = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "steps": epoch_steps,
-            "sample_steps": n,
-            "train_loss": float(sum(sums.values())) / n,
-            **{f"train_{name}": float(value) / n for name, value in sums.items()},
-            "train_acc": float(correct) / n,
-            "test_acc": float("nan"),
-            "test_loss": float("nan"),
-            "seconds": seconds,
-            "images_per_second": n / seconds,
-        }
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs:
-            row["test_acc"], row["test_loss"] = evaluate(model, data.test, cfg.batch_size * 4, device)
-        rows.append(row)
-        elapsed = time.perf_counter() - start
-        log(
-            f"epoch {epoch + 1}/{epochs} loss {row['train_loss']:.4f} train_acc {row['train_acc']:.4f} "
-            f"test_acc {row['test_acc']:.4f} {row['images_per_second']:.0f} img/s "
-            f"elapsed {elapsed:.0f}s left {elapsed / (epoch + 1) * (epochs - epoch - 1):.0f}s"
-        )
+                    for name, value in terms.items():
+                        sums[name] = sums.get(name, 0) + value.detach().sum()
+                    correct += (logits.argmax(1) == y).sum()
+                    if dynamics is not None:
+                        dynamics.update(epoch, logits, y, idx)
+                    if pruning is not None:
+                        pruning.update(idx, per_sample)
+            seconds = time.perf_counter() - epoch_start
+            n = seen
+            row = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "steps": epoch_steps,
+                "sample_steps": n,
+                "train_loss": float(sum(sums.values())) / n,
+                **{f"train_{name}": float(value) / n for name, value in sums.items()},
+                "train_acc": float(correct) / n,
+                "test_acc": float("nan"),
+                "test_loss": float("nan"),
+                "seconds": seconds,
+                "images_per_second": n / seconds,
+            }
+            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs:
+                row["test_acc"], row["test_loss"] = evaluate(model, data.test, cfg.batch_size * 4, device)
+            rows.append(row)
+            elapsed = time.perf_counter() - start
+            log(
+                f"epoch {epoch + 1}/{epochs} loss {row['train_loss']:.4f} train_acc {row['train_acc']:.4f} "
+                f"test_acc {row['test_acc']:.4f} {row['images_per_second']:.0f} img/s "
+                f"elapsed {elapsed:.0f}s left {elapsed / (epoch + 1) * (epochs - epoch - 1):.0f}s"
+            )
     return pd.DataFrame(rows)
 
 

@@ -8,5 +8,5 @@ from pipeline.losses import LOSSES, DistillLoss
 
 @LOSSES.register("ce")
 class CrossEntropy(DistillLoss):
-    def forward(self, student_logits, labels, teacher_logits=None):
+    def forward(self, student_logits, labels, teacher_logits=None, student_features=None, teacher_features=None):
         return {"ce": F.cross_entropy(student_logits, labels, reduction="none")}

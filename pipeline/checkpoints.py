@@ -1,17 +1,19 @@
 """Model checkpoints that rebuild themselves (the file holds the registry name and arguments of
 the model next to its weights, and the fingerprint of the data it was trained on), and a trained
 model's logits on the un-augmented training set, computed once and read by every scorer that
-needs them."""
+needs them, and the per-class logit statistics MDSLR's reshaping reads."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 import torch.nn as nn
 
-from pipeline.io import atomic_write, require_same_data
 from pipeline.data import Dataset
+from pipeline.io import atomic_write, read_table, require_same_data, write_table
+from pipeline.losses.kd import class_logit_std
 from pipeline.models import build_model
 from pipeline.train import predict
 
@@ -33,11 +35,30 @@ def load_model(path: str | Path, dataset_fingerprint: str | None = None) -> tupl
 
 
 def save_train_logits(path: str | Path, model: nn.Module, data: Dataset, batch_size: int,
-                      device: torch.device, meta: dict[str, Any]) -> None:
-    """Logits of every training sample in canonical order, eval mode, no augmentation."""
+                      device: torch.device, meta: dict[str, Any]) -> torch.Tensor:
+    """Logits of every training sample in canonical order, eval mode, no augmentation; returned."""
     logits = predict(model, data.train, batch_size, device)
     state = {"logits": logits, **meta, "dataset_fingerprint": data.fingerprint}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return logits
+
+
+def save_class_logit_std(path: str | Path, train_logits: torch.Tensor, data: Dataset, meta: dict[str, Any]) -> None:
+    """MDSLR's class statistics s[c] of a full-data teacher, from its training-set logits: one row
+    per class (label, logit_std, samples)."""
+    labels = data.train.labels
+    table = pd.DataFrame({
+        "label": range(data.num_classes),
+        "logit_std": class_logit_std(train_logits, labels, data.num_classes).numpy(),
+        "samples": torch.bincount(labels, minlength=data.num_classes).numpy(),
+    })
+    write_table(table, path, meta)
+
+
+def load_class_logit_std(path: str | Path, dataset_fingerprint: str) -> torch.Tensor:
+    table, meta = read_table(path)
+    require_same_data(path, meta["dataset_fingerprint"], dataset_fingerprint)
+    return torch.tensor(table.sort_values("label")["logit_std"].to_numpy(), dtype=torch.float32)
 
 
 def load_train_logits(path: str | Path, dataset_fingerprint: str) -> torch.Tensor:

@@ -118,13 +118,19 @@ def _check_components(config: dict[str, Any]) -> None:
     scoring = config["scoring"]
     scoring["teacher"] = scoring["teacher"] or teachers[0]
     _check_teacher(scoring["teacher"], teachers, "scoring.teacher")
+    _check_pruned_teachers(config)
+    all_teachers = [*teachers, *config["pruned_teachers"]]
     for name, setting in config["distillation"].items():
+        where = f"distillation.{name}"
         params = loss_parameters(setting)
-        loss = _build_loss_checked(setting["loss"], params, f"distillation.{name}")
+        loss = _build_loss_checked(setting["loss"], params, where)
         if loss.needs_teacher:
-            _check_teacher(setting.get("teacher"), teachers, f"distillation.{name}.teacher")
+            _check_teacher(setting.get("teacher"), all_teachers, f"{where}.teacher")
         elif "teacher" in setting:
-            raise UserError(f"config error in distillation.{name}: loss {setting['loss']!r} uses no teacher; remove 'teacher'")
+            raise UserError(f"config error in {where}: loss {setting['loss']!r} uses no teacher; remove 'teacher'")
+        if setting["shape_student"] and not loss.needs_teacher:
+            raise UserError(f"config error in {where}: shape_student needs a teacher to shape the student from")
+        _check_models(config, setting, loss, where)
         setting.update(_loss_params(setting["loss"], params))
         if "infobatch" in setting:
             setting["infobatch"] = dataclasses.asdict(parse_params(InfoBatchConfig, setting["infobatch"], f"distillation.{name}.infobatch"))
@@ -132,7 +138,51 @@ def _check_components(config: dict[str, Any]) -> None:
 
 def loss_parameters(setting: dict[str, Any]) -> dict[str, Any]:
     """The loss's own parameters in a distillation setting (everything but its other keys)."""
-    return {k: v for k, v in setting.items() if k not in ("name", "loss", "teacher", "infobatch")}
+    return {k: v for k, v in setting.items() if k not in ("name", "loss", "teacher", "infobatch", "shape_student")}
+
+
+def base_teacher(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The ``teachers`` entry a (pruned) teacher comes from: its architecture."""
+    while name in config["pruned_teachers"]:
+        name = config["pruned_teachers"][name]["teacher"]
+    return config["teachers"][name]
+
+
+def _check_pruned_teachers(config: dict[str, Any]) -> None:
+    from pipeline.params import parse_params
+    from pipeline.train import TrainConfig
+
+    pruned = config["pruned_teachers"]
+    for name, entry in pruned.items():
+        where = f"pruned_teachers.{name}"
+        if name in config["teachers"]:
+            raise UserError(f"config error in {where}: the name {name!r} is already a teacher under teachers")
+        if not 0 < entry["rate"] < 1:
+            raise UserError(f"config error in {where}.rate: {entry['rate']} is outside (0, 1)")
+        _check_teacher(entry["teacher"], [*config["teachers"], *pruned], f"{where}.teacher")
+        chain = [name]
+        while chain[-1] in pruned:
+            chain.append(pruned[chain[-1]]["teacher"])
+            if chain[-1] == name:
+                raise UserError(f"config error in {where}.teacher: a cycle {' -> '.join(chain)}")
+        entry["train"] = dataclasses.asdict(parse_params(TrainConfig, entry["train"], f"{where}.train"))
+
+
+def _check_models(config: dict[str, Any], setting: dict[str, Any], loss, where: str) -> None:
+    """Layer names of feature losses, and the family of shaped students, against the models."""
+    from pipeline.features import check_layers
+    from pipeline.models import build_model
+    from pipeline.models.shaping import SHAPED_FAMILIES
+
+    teacher = base_teacher(config, setting["teacher"]) if loss.needs_teacher else None
+    if setting["shape_student"] and teacher["model"] not in SHAPED_FAMILIES:
+        raise UserError(f"config error in {where}.shape_student: cannot shape a student from {teacher['model']!r}; "
+                        f"supported: {', '.join(sorted(SHAPED_FAMILIES))}")
+    student = teacher if setting["shape_student"] else config["student"]
+    for section, layers, side in ((student, loss.student_layers, "student_layers"),
+                                  (teacher, loss.teacher_layers, "teacher_layers")):
+        if layers:  # the layer names do not depend on the number of classes or channels
+            check_layers(build_model(section["model"], 10, 3, **section["model_args"]), layers, f"config error in {where}.{side}")
 
 
 def _check_teacher(name: str | None, teachers: list[str], where: str) -> None:

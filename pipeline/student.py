@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import torch
 
-from pipeline.checkpoints import load_model, save_model
+from pipeline.checkpoints import load_class_logit_std, load_model, save_model
 from pipeline.cli import data_meta, parser, setup, stage
 from pipeline.config import loss_parameters
 from pipeline.errors import UserError
@@ -20,6 +20,7 @@ from pipeline.infobatch import InfoBatchConfig
 from pipeline.io import code_version, read_table, require_same_data, stable_hash, write_table
 from pipeline.losses import build_loss
 from pipeline.models import build_model
+from pipeline.models.shaping import shaped_model_args
 from pipeline.params import parse_params
 from pipeline.seeding import seeded_init
 from pipeline.train import TrainConfig, fit
@@ -30,6 +31,7 @@ def main(argv=None):
     p = parser(__doc__)
     p.add_argument("--subset", required=True)
     p.add_argument("--teacher", default=None, help="teacher checkpoint, for losses that need one")
+    p.add_argument("--teacher-class-std", default=None, help="the teacher's class_logit_std.parquet (MDSLR reshaping)")
     p.add_argument("--epochs-out", required=True)
     p.add_argument("--run-out", required=True)
     p.add_argument("--model-out", required=True)
@@ -42,14 +44,23 @@ def main(argv=None):
     infobatch = InfoBatchConfig(**distill["infobatch"]) if "infobatch" in distill else None
     loss = build_loss(distill["loss"], **loss_params)
     teacher = teacher_acc = None
+    teacher_spec: dict = {}
     if loss.needs_teacher:
         if args.teacher is None:
             raise UserError(f"distillation {distill['name']!r} uses loss {distill['loss']!r}, which needs --teacher")
         teacher, teacher_spec = load_model(args.teacher, data.fingerprint)
         teacher_acc = teacher_spec["test_acc"]
+    if loss.needs_teacher_class_std:
+        if args.teacher_class_std is None:
+            raise UserError(f"distillation {distill['name']!r} reshapes the teacher's logits and needs --teacher-class-std")
+        loss.set_teacher_class_std(load_class_logit_std(args.teacher_class_std, data.fingerprint))
     cfg = parse_params(TrainConfig, student["train"], "student.train")
+    model_name, model_args = student["model"], student["model_args"]
+    if distill.get("shape_student"):  # the student formed from the (pruned) teacher
+        model_name = teacher_spec["model"]
+        model_args = shaped_model_args(model_name, teacher, teacher_spec["model_args"])
     with seeded_init(seed, "init"):
-        model = build_model(student["model"], data.num_classes, data.in_channels, **student["model_args"])
+        model = build_model(model_name, data.num_classes, data.in_channels, **model_args)
     indices = torch.tensor(subset["sample_index"].to_numpy(), dtype=torch.long)
     start = time.perf_counter()
     history = fit(model, data, indices, cfg, seed=seed, device=device, loss=loss, teacher=teacher, infobatch=infobatch)
@@ -64,7 +75,10 @@ def main(argv=None):
         "dataset": data.name,
         "teacher": distill.get("teacher"),
         "teacher_test_acc": teacher_acc,
-        "student": student["model"] + _args_suffix(student["model_args"]),
+        "teacher_sparsity": teacher_spec.get("sparsity", 0.0) if teacher is not None else float("nan"),
+        "student": f"{model_name}_shaped_from_{distill['teacher']}" if distill.get("shape_student")
+        else model_name + _args_suffix(model_args),
+        "student_params": sum(p.numel() for p in model.parameters()),
         "scorer": subset_meta["scorer"],
         "selector": subset_meta["selector"],
         "keep_fraction": subset_meta["keep_fraction"],
@@ -72,6 +86,7 @@ def main(argv=None):
         "loss": distill["loss"],
         "alpha": float(loss_params.get("alpha", 0.0)),
         "temperature": float(loss_params["temperature"]) if "temperature" in loss_params else float("nan"),
+        "loss_params": json.dumps(loss_params, sort_keys=True),
         "seed": seed,
         "budget": "epochs" if cfg.steps is None else "steps",
         "epochs": len(history),  # passes over the subset (the last may be partial with a steps budget)
@@ -95,7 +110,7 @@ def main(argv=None):
         "code_version": code_version(),
     }
     write_table(history, args.epochs_out, meta)
-    save_model(args.model_out, model, {"model": student["model"], "model_args": student["model_args"],
+    save_model(args.model_out, model, {"model": model_name, "model_args": model_args,
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
                                        "test_acc": run["final_test_acc"], **meta})
     write_table(pd.DataFrame([run]), args.run_out, meta)

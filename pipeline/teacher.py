@@ -4,13 +4,14 @@ EL2N and GraNd share.
 Writes its checkpoint and per-epoch metrics, and when asked, the per-sample training dynamics
 (correctness and margin of every sample at each presentation, which forgetting and AUM read) and
 the trained model's logits on the un-augmented training set (which the teacher-output scorers
-read, so the teacher's forward pass over the training set is done once).
+read, so the teacher's forward pass over the training set is done once) with the per-class logit
+std that MDSLR's logit reshaping reads (computed here, before any pruning of the data).
 """
 from __future__ import annotations
 
 import torch
 
-from pipeline.checkpoints import save_model, save_train_logits
+from pipeline.checkpoints import save_class_logit_std, save_model, save_train_logits
 from pipeline.cli import data_meta, parser, setup, stage
 from pipeline.io import stable_hash, write_table
 from pipeline.losses import build_loss
@@ -27,7 +28,10 @@ def main(argv=None):
     p.add_argument("--epochs-out", required=True)
     p.add_argument("--dynamics-out", default=None)
     p.add_argument("--logits-out", default=None)
+    p.add_argument("--class-std-out", default=None, help="with --logits-out")
     args = p.parse_args(argv)
+    if bool(args.logits_out) != bool(args.class_std_out):
+        p.error("--logits-out and --class-std-out go together")
     spec, data, device = setup(args)
     teacher = spec["teacher"]
     cfg = parse_params(TrainConfig, teacher["train"], f"teachers.{spec['name']}.train")
@@ -43,7 +47,8 @@ def main(argv=None):
     if dynamics is not None:
         write_table(dynamics.to_frame(), args.dynamics_out, meta)
     if args.logits_out:
-        save_train_logits(args.logits_out, model, data, cfg.batch_size * 4, device, meta)
+        logits = save_train_logits(args.logits_out, model, data, cfg.batch_size * 4, device, meta)
+        save_class_logit_std(args.class_std_out, logits, data, meta)
     save_model(args.model_out, model, {"model": teacher["model"], "model_args": teacher["model_args"],
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
                                        "test_acc": float(history["test_acc"].iloc[-1]), **meta})

@@ -19,7 +19,8 @@ def test_default_config_validates_and_fills_defaults():
     assert config["student"]["train"]["momentum"] == 0.9  # TrainConfig default
     assert config["student"]["train"]["epochs"] == 20  # from the file
     assert config["scorers"]["forgetting"] == {"never_learned": "max"}
-    assert config["distillation"]["kd"] == {"loss": "kd", "teacher": "cnn32", "alpha": 0.9, "temperature": 4}
+    assert config["distillation"]["kd"] == {"loss": "kd", "teacher": "cnn32", "alpha": 0.9, "temperature": 4,
+                                            "reshape": False, "shape_student": False}
     assert config["data"]["train_limit"] is None
     assert config["selection"]["class_balanced"] is True
 
@@ -62,8 +63,23 @@ BAD = [
     ("distillation.kd.teacher", DELETE, "distillation.kd.teacher: teacher None is not defined"),
     ("distillation.kd.alpha", 1.5, "kd alpha must be in [0, 1], got 1.5"),
     ("distillation.kd.temperature", 0, "kd temperature must be > 0, got 0"),
-    ("distillation.kd.beta", 2, "unknown parameter 'beta' for loss 'kd'; allowed: alpha, temperature"),
-    ("distillation.kd.loss", "crd", "unknown loss 'crd'; known: ce, kd"),
+    ("distillation.kd.beta", 2, "unknown parameter 'beta' for loss 'kd'; allowed: alpha, temperature, reshape"),
+    ("distillation.kd.loss", "crd", "unknown loss 'crd'; known: ce, dkd, kd, vid"),
+    ("distillation.kd.reshape", "yes", "config error in distillation.kd.reshape: 'yes' is not valid under any of the given schemas"),
+    ("distillation.vid", {"loss": "vid", "teacher": "cnn32", "student_layers": ["layer1"], "teacher_layers": ["features.6"]},
+     "config error in distillation.vid.student_layers: SmallCNN has no layer 'layer1'; layers: features, features.0, "),
+    ("distillation.vid", {"loss": "vid", "teacher": "cnn32", "student_layers": ["features.6"], "teacher_layers": ["head"]},
+     "config error in distillation.vid.teacher_layers: SmallCNN has no layer 'head'; layers: features, features.0, "),
+    ("distillation.vid", {"loss": "vid", "teacher": "cnn32"}, "vid needs student_layers and teacher_layers of the same non-zero length"),
+    ("distillation.dkd", {"loss": "dkd", "teacher": "cnn32", "nckd_weight": -8}, "dkd nckd_weight must be >= 0, got -8"),
+    ("distillation.labels.shape_student", True, "distillation.labels: shape_student needs a teacher to shape the student from"),
+    ("pruned_teachers", {"p": {"teacher": "cnn32", "rounds": 2, "rate": 1.5}}, "config error in pruned_teachers.p.rate: 1.5 is outside (0, 1)"),
+    ("pruned_teachers", {"p": {"teacher": "cnn32", "rounds": 2, "rate": 0}}, "config error in pruned_teachers.p.rate: 0 is outside (0, 1)"),
+    ("pruned_teachers", {"p": {"teacher": "ghost", "rounds": 2}}, "pruned_teachers.p.teacher: teacher 'ghost' is not defined; defined: cnn32, p"),
+    ("pruned_teachers", {"p": {"teacher": "q", "rounds": 1}, "q": {"teacher": "p", "rounds": 1}}, "pruned_teachers.p.teacher: a cycle p -> q -> p"),
+    ("pruned_teachers", {"cnn32": {"teacher": "cnn32", "rounds": 1}}, "pruned_teachers.cnn32: the name 'cnn32' is already a teacher"),
+    ("pruned_teachers", {"p": {"teacher": "cnn32", "rounds": 0}}, "config error in pruned_teachers.p.rounds: 0 is less than the minimum of 1"),
+    ("report", {"compare": ["colour"]}, "config error in report.compare.0: 'colour' is not one of"),
     ("device", "tpu", "config error in device: 'tpu' is not one of ['auto', 'cpu', 'cuda']"),
     ("scoring.teacher", "big", "scoring.teacher: teacher 'big' is not defined"),
 ]
@@ -83,3 +99,18 @@ def test_bad_config_is_one_clear_line(path, value, message):
 def test_missing_config_file():
     with pytest.raises(UserError, match="config file nowhere.yaml not found"):
         load_config("nowhere.yaml")
+
+
+def test_shaped_student_needs_a_supported_teacher_family():
+    config = copy.deepcopy(DEFAULT)
+    config["teachers"]["cnn32"] = {"model": "mobilenetv2"}
+    config["distillation"]["kd"]["shape_student"] = True
+    with pytest.raises(UserError, match=r"distillation.kd.shape_student: cannot shape a student from 'mobilenetv2'; "
+                                        r"supported: cnn, resnet110, resnet20, resnet32, resnet32x4, resnet56, resnet8x4, vgg13, vgg8$"):
+        validate_config(config)
+
+
+@pytest.mark.parametrize("study", sorted((REPO / "config" / "studies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_study_configs_validate(study):
+    config = load_config(study)
+    assert config["report"]["title"] and config["report"]["compare"]

@@ -120,3 +120,40 @@ def test_tiny_configuration_end_to_end(tmp_path):
     # nothing left to do on a second run
     again = snakemake(tmp_path, "-n", "--configfile", str(TINY))
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+TINY_DISTILL = REPO / "tests" / "configs" / "tiny_distill.yaml"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION_MNIST.exists(), reason="needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
+def test_distillation_variants_end_to_end(tmp_path):
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(TINY_DISTILL))
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = tmp_path / "results" / "tiny_distill"
+    summary = pd.read_parquet(results / "summary.parquet").set_index("distillation")
+    assert sorted(summary.index) == ["dkd", "kd_pruned", "kd_pruned_shaped", "kd_reshaped", "labels", "vid"]
+
+    # the pruned chain: 2 rounds then 1 more at 20 % of the remaining weights -> 1 - 0.8^3
+    rounds = pd.read_parquet(results / "teachers" / "r20_s49" / "rounds.parquet")
+    assert rounds["round"].tolist() == [0, 1]
+    assert rounds["sparsity"].iloc[0] == pytest.approx(0.36, abs=1e-4)
+    assert rounds["sparsity"].iloc[1] == pytest.approx(1 - 0.8**3, abs=1e-4)
+    assert summary.loc["kd_pruned", "teacher_sparsity"] == pytest.approx(1 - 0.8**3, abs=1e-4)
+    assert summary.loc["kd_reshaped", "teacher_sparsity"] == 0.0
+
+    # each loss recorded its own terms per epoch
+    def terms(setting):
+        epochs = pd.read_parquet(results / "students" / "random" / "hardest" / "keep0.5" / setting / "seed0" / "epochs.parquet")
+        return sorted(c for c in epochs.columns if c.startswith("train_") and c not in ("train_loss", "train_acc"))
+    assert terms("dkd") == ["train_ce", "train_nckd", "train_tckd"]
+    assert terms("vid") == ["train_ce", "train_kd", "train_vid"]
+    assert terms("kd_reshaped") == ["train_ce", "train_kd"]
+
+    # the shaped student is a resnet20 with fewer weights than the dense one; the others are cnn2
+    assert summary.loc["kd_pruned_shaped", "student"] == "resnet20_shaped_from_r20_s49"
+    assert 0 < summary.loc["kd_pruned_shaped", "student_params"] < 272_186  # the dense resnet20 on 1 channel, 10 classes
+    assert summary.loc["vid", "student"] == "cnn_width2"
+    assert (results / "teachers" / "r20" / "class_logit_std.parquet").exists()
+    assert "tiny distillation variants" in (results / "study.md").read_text()
+    assert (results / "study.png").stat().st_size > 10_000

@@ -18,20 +18,23 @@ def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 16):
+    """Three convolutions of width, 2 x width and 4 x width channels, or ``widths`` (a student shaped
+    from a pruned teacher, see ``pipeline.models.shaping``)."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 16, widths: list[int] | None = None):
         super().__init__()
-        w = width
+        w1, w2, w3 = widths or (width, 2 * width, 4 * width)
         self.features = nn.Sequential(
-            *_conv_bn_relu(in_channels, w),
+            *_conv_bn_relu(in_channels, w1),
             nn.MaxPool2d(2),
-            *_conv_bn_relu(w, 2 * w),
+            *_conv_bn_relu(w1, w2),
             nn.MaxPool2d(2),
-            *_conv_bn_relu(2 * w, 4 * w),
+            *_conv_bn_relu(w2, w3),
             # Adaptive pooling so 28x28 and 32x32 inputs give the same feature size.
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         )
-        self.classifier = nn.Linear(4 * w, num_classes)
+        self.classifier = nn.Linear(w3, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -10,11 +10,14 @@ from pipeline.models import MODELS
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+    """``width`` is the inner width (conv1's output), ``planes`` by default."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, width: int | None = None):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        width = planes if width is None else width
+        self.conv1 = nn.Conv2d(in_planes, width, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
@@ -31,14 +34,21 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """``widths`` = (stem, stage1, stage2, stage3), as RepDistiller's ``num_filters``."""
+    """``widths`` = (stem, stage1, stage2, stage3), as RepDistiller's ``num_filters``: the widths of
+    the residual streams. ``block_widths``, if given, are the inner widths (conv1's output) of all
+    blocks in forward order; by default each block's inner width is its stream's."""
 
-    def __init__(self, depth: int, widths: tuple[int, int, int, int], num_classes: int,
-                 in_channels: int = 3):
+    def __init__(self, depth: int, widths: tuple[int, int, int, int] | list[int], num_classes: int,
+                 in_channels: int = 3, block_widths: list[int] | None = None):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
         n = (depth - 2) // 6
+        if len(widths) != 4 or min(widths) < 1:
+            raise ValueError(f"CIFAR ResNet widths must be 4 positive ints, got {widths}")
+        if block_widths is not None and (len(block_widths) != 3 * n or min(block_widths) < 1):
+            raise ValueError(f"resnet{depth} block_widths must be {3 * n} positive ints, got {block_widths}")
+        inner = iter(block_widths) if block_widths is not None else None
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
@@ -47,7 +57,8 @@ class CifarResNet(nn.Module):
         for planes, stride in zip(widths[1:], (1, 2, 2)):
             blocks = []
             for i in range(n):
-                blocks.append(BasicBlock(in_planes, planes, stride if i == 0 else 1))
+                width = None if inner is None else next(inner)
+                blocks.append(BasicBlock(in_planes, planes, stride if i == 0 else 1, width))
                 in_planes = planes
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
@@ -69,30 +80,36 @@ _WIDE = (32, 64, 128, 256)
 
 
 @MODELS.register("resnet20")
-def resnet20(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return CifarResNet(20, _SMALL, num_classes, in_channels, **kwargs)
+def resnet20(num_classes: int, in_channels: int = 3, widths: list[int] | None = None,
+             block_widths: list[int] | None = None) -> nn.Module:
+    return CifarResNet(20, _SMALL if widths is None else widths, num_classes, in_channels, block_widths)
 
 
 @MODELS.register("resnet32")
-def resnet32(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return CifarResNet(32, _SMALL, num_classes, in_channels, **kwargs)
+def resnet32(num_classes: int, in_channels: int = 3, widths: list[int] | None = None,
+             block_widths: list[int] | None = None) -> nn.Module:
+    return CifarResNet(32, _SMALL if widths is None else widths, num_classes, in_channels, block_widths)
 
 
 @MODELS.register("resnet56")
-def resnet56(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return CifarResNet(56, _SMALL, num_classes, in_channels, **kwargs)
+def resnet56(num_classes: int, in_channels: int = 3, widths: list[int] | None = None,
+             block_widths: list[int] | None = None) -> nn.Module:
+    return CifarResNet(56, _SMALL if widths is None else widths, num_classes, in_channels, block_widths)
 
 
 @MODELS.register("resnet110")
-def resnet110(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return CifarResNet(110, _SMALL, num_classes, in_channels, **kwargs)
+def resnet110(num_classes: int, in_channels: int = 3, widths: list[int] | None = None,
+              block_widths: list[int] | None = None) -> nn.Module:
+    return CifarResNet(110, _SMALL if widths is None else widths, num_classes, in_channels, block_widths)
 
 
 @MODELS.register("resnet8x4")
-def resnet8x4(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return CifarResNet(8, _WIDE, num_classes, in_channels, **kwargs)
+def resnet8x4(num_classes: int, in_channels: int = 3, widths: list[int] | None = None,
+              block_widths: list[int] | None = None) -> nn.Module:
+    return CifarResNet(8, _WIDE if widths is None else widths, num_classes, in_channels, block_widths)
 
 
 @MODELS.register("resnet32x4")
-def resnet32x4(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return CifarResNet(32, _WIDE, num_classes, in_channels, **kwargs)
+def resnet32x4(num_classes: int, in_channels: int = 3, widths: list[int] | None = None,
+               block_widths: list[int] | None = None) -> nn.Module:
+    return CifarResNet(32, _WIDE if widths is None else widths, num_classes, in_channels, block_widths)

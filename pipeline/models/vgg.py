@@ -19,8 +19,18 @@ def _stage(in_channels: int, widths: list[int]) -> nn.Sequential:
 
 
 class VGG(nn.Module):
-    def __init__(self, cfg: list[list[int]], num_classes: int, in_channels: int = 3):
+    """``widths``, if given, replaces the cfg's conv widths one by one in forward order, keeping its
+    stage structure (a student shaped from a pruned teacher, see ``pipeline.models.shaping``)."""
+
+    def __init__(self, cfg: list[list[int]], num_classes: int, in_channels: int = 3,
+                 widths: list[int] | None = None):
         super().__init__()
+        if widths is not None:
+            sizes = [len(stage) for stage in cfg]
+            if len(widths) != sum(sizes) or min(widths) < 1:
+                raise ValueError(f"VGG widths must be {sum(sizes)} positive ints, got {widths}")
+            it = iter(widths)
+            cfg = [[int(next(it)) for _ in range(size)] for size in sizes]
         stages = []
         for widths in cfg:
             stages.append(_stage(in_channels, widths))
@@ -54,10 +64,10 @@ _VGG13 = [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]]
 
 
 @MODELS.register("vgg8")
-def vgg8(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return VGG(_VGG8, num_classes, in_channels, **kwargs)
+def vgg8(num_classes: int, in_channels: int = 3, widths: list[int] | None = None) -> nn.Module:
+    return VGG(_VGG8, num_classes, in_channels, widths)
 
 
 @MODELS.register("vgg13")
-def vgg13(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return VGG(_VGG13, num_classes, in_channels, **kwargs)
+def vgg13(num_classes: int, in_channels: int = 3, widths: list[int] | None = None) -> nn.Module:
+    return VGG(_VGG13, num_classes, in_channels, widths)

@@ -1,9 +1,15 @@
+# The summary of every student, and the study's table and plot.
 rule aggregate:
     input:
         student_runs(),
     output:
         summary=f"{RESULTS}/summary.parquet",
         plot=f"{RESULTS}/accuracy_vs_keep_fraction.png",
+        study_table=STUDY_FILES["parquet"],
+        study_markdown=STUDY_FILES["md"],
+        study_plot=STUDY_FILES["png"],
+    params:
+        report=as_json(config["report"]),
     log:
         f"{LOGS}/aggregate.log",
     benchmark:
@@ -11,5 +17,6 @@ rule aggregate:
     conda:
         "../../environment.yml"
     shell:
-        "python -m pipeline.aggregate --runs {input:q} --summary-out {output.summary:q} "
-        "--plot-out {output.plot:q} > {log:q} 2>&1"
+        "python -m pipeline.aggregate --runs {input:q} --report {params.report:q} "
+        "--summary-out {output.summary:q} --plot-out {output.plot:q} --study-table-out {output.study_table:q} "
+        "--study-markdown-out {output.study_markdown:q} --study-plot-out {output.study_plot:q} > {log:q} 2>&1"

@@ -40,11 +40,13 @@ SELECTIONS = [
 
 
 def choice(names):
-    return "|".join(re.escape(str(n)) for n in names)
+    """A wildcard pattern matching exactly these names (nothing when there are none)."""
+    return "|".join(re.escape(str(n)) for n in names) or "(?!)"
 
 
 wildcard_constraints:
     teacher=choice(config["teachers"]),
+    pruned=choice(config["pruned_teachers"]),
     scorer=choice(config["scorers"]),
     selector=choice(config["selection"]["selectors"]),
     keep=choice(KEEPS),
@@ -68,6 +70,11 @@ def without(section, *keys):
 def teacher_spec(wildcards):
     teacher = without(config["teachers"][wildcards.teacher], "threads")
     return as_json({**common_spec(), "name": wildcards.teacher, "teacher": teacher})
+
+
+def pruned_teacher_spec(wildcards):
+    pruning = without(config["pruned_teachers"][wildcards.pruned], "threads")
+    return as_json({**common_spec(), "name": wildcards.pruned, "pruning": pruning})
 
 
 def proxy_spec(wildcards):
@@ -102,6 +109,7 @@ def teacher_files(name):
         "epochs": f"{folder}/epochs.parquet",
         "dynamics": f"{folder}/dynamics.parquet",
         "teacher_logits": f"{folder}/train_logits.pt",
+        "class_std": f"{folder}/class_logit_std.parquet",
     }
 
 
@@ -132,9 +140,19 @@ def score_arguments(wildcards, input):
 
 
 def student_teacher(wildcards):
-    """The student's teacher checkpoint, for distillation settings that name one."""
+    """The student's teacher checkpoint and class statistics, for settings that name a teacher."""
     name = config["distillation"][wildcards.distill].get("teacher")
-    return [teacher_files(name)["model"]] if name else []
+    return {"teacher": teacher_files(name)["model"], "class_std": teacher_files(name)["class_std"]} if name else {}
+
+
+def student_teacher_arguments(wildcards, input):
+    if "teacher" not in input.keys():
+        return ""
+    return f"--teacher {shlex.quote(input.teacher)} --teacher-class-std {shlex.quote(input.class_std)}"
+
+
+def pruned_teacher_parent(wildcards):
+    return teacher_files(config["pruned_teachers"][wildcards.pruned]["teacher"])["model"]
 
 
 def student_runs():
@@ -148,4 +166,8 @@ def student_runs():
 
 
 def get_final_output():
-    return [f"{RESULTS}/summary.parquet", f"{RESULTS}/accuracy_vs_keep_fraction.png", f"{RESULTS}/scores/summary.parquet"]
+    return [f"{RESULTS}/summary.parquet", f"{RESULTS}/accuracy_vs_keep_fraction.png", f"{RESULTS}/scores/summary.parquet",
+            *STUDY_FILES.values()]
+
+
+STUDY_FILES = {kind: f"{RESULTS}/study.{kind}" for kind in ("parquet", "md", "png")}

@@ -1,14 +1,14 @@
 rule students:
     input:
+        unpack(student_teacher),
         subset=f"{RESULTS}/subsets/{{scorer}}/{{selector}}/keep{{keep}}.parquet",
-        teacher=student_teacher,
     output:
         run=f"{RESULTS}/students/{{scorer}}/{{selector}}/keep{{keep}}/{{distill}}/seed{{seed}}/run.parquet",
         epochs=f"{RESULTS}/students/{{scorer}}/{{selector}}/keep{{keep}}/{{distill}}/seed{{seed}}/epochs.parquet",
         model=f"{RESULTS}/students/{{scorer}}/{{selector}}/keep{{keep}}/{{distill}}/seed{{seed}}/model.pt",
     params:
         spec=student_spec,
-        teacher=lambda wildcards, input: f"--teacher {input.teacher[0]}" if input.teacher else "",
+        teacher=student_teacher_arguments,
     threads: config["student"]["threads"]
     log:
         f"{LOGS}/students/{{scorer}}/{{selector}}/keep{{keep}}/{{distill}}/seed{{seed}}.log",

@@ -4,6 +4,7 @@ rule teacher:
         epochs=f"{RESULTS}/teachers/{{teacher}}/epochs.parquet",
         dynamics=f"{RESULTS}/teachers/{{teacher}}/dynamics.parquet",
         logits=f"{RESULTS}/teachers/{{teacher}}/train_logits.pt",
+        class_std=f"{RESULTS}/teachers/{{teacher}}/class_logit_std.parquet",
     params:
         spec=teacher_spec,
     threads: lambda wildcards: config["teachers"][wildcards.teacher]["threads"]
@@ -16,4 +17,29 @@ rule teacher:
     shell:
         "python -m pipeline.teacher --spec {params.spec:q} --threads {threads} "
         "--model-out {output.model:q} --epochs-out {output.epochs:q} --dynamics-out {output.dynamics:q} "
-        "--logits-out {output.logits:q} > {log:q} 2>&1"
+        "--logits-out {output.logits:q} --class-std-out {output.class_std:q} > {log:q} 2>&1"
+
+
+# Prune, then distill: a pruned teacher lives beside the teachers and is named like one.
+rule prune_teacher:
+    input:
+        teacher=pruned_teacher_parent,
+    output:
+        model=f"{RESULTS}/teachers/{{pruned}}/model.pt",
+        epochs=f"{RESULTS}/teachers/{{pruned}}/epochs.parquet",
+        rounds=f"{RESULTS}/teachers/{{pruned}}/rounds.parquet",
+        logits=f"{RESULTS}/teachers/{{pruned}}/train_logits.pt",
+        class_std=f"{RESULTS}/teachers/{{pruned}}/class_logit_std.parquet",
+    params:
+        spec=pruned_teacher_spec,
+    threads: lambda wildcards: config["pruned_teachers"][wildcards.pruned]["threads"]
+    log:
+        f"{LOGS}/teachers/{{pruned}}.log",
+    benchmark:
+        f"{BENCHMARKS}/teachers/{{pruned}}.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m pipeline.prune_teacher --spec {params.spec:q} --threads {threads} --teacher {input.teacher:q} "
+        "--model-out {output.model:q} --epochs-out {output.epochs:q} --rounds-out {output.rounds:q} "
+        "--logits-out {output.logits:q} --class-std-out {output.class_std:q} > {log:q} 2>&1"

@@ -38,6 +38,8 @@ def stage(main: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[st
 
 
 def setup(args: argparse.Namespace) -> tuple[dict[str, Any], Dataset, torch.device]:
+    # A job's stdout is its log file: one line per epoch should reach it when printed, not at exit.
+    sys.stdout.reconfigure(line_buffering=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = args.spec

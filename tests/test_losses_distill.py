@@ -186,3 +186,24 @@ def test_layer_outputs_hooks_come_off():
         model.eval()(torch.zeros(1, 1, 8, 8))
         assert taps.outputs["features.6"].shape == (1, 4, 4, 4)
     assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_fit_trains_vid_regressors_and_ramps_dkd(data):
+    from pipeline.train import TrainConfig, fit
+    from tests.tiny import CPU
+
+    cfg = TrainConfig(epochs=2, batch_size=3, lr=0.1)
+    vid = build_loss("vid", student_layers=["features.6"], teacher_layers=["features.6"])
+    history = fit(cnn(2), data, torch.arange(6), cfg, seed=0, device=CPU, loss=vid, teacher=cnn(4), log=lambda line: None)
+    first = vid.regressors[0].mean[0].weight.detach().clone()
+    assert first.shape == (8, 4, 1, 1)  # teacher features.6: 8 channels; student: 4
+    assert {"train_ce", "train_kd", "train_vid"} <= set(history.columns) and (history["train_vid"] > 0).all()
+    # the regressor is initialised from the seed and trained: the same seed gives the same start
+    again = build_loss("vid", student_layers=["features.6"], teacher_layers=["features.6"])
+    fit(cnn(2), data, torch.arange(6), TrainConfig(epochs=1, batch_size=3, lr=0.0, momentum=0.0, weight_decay=0.0, nesterov=False),
+        seed=0, device=CPU, loss=again, teacher=cnn(4), log=lambda line: None)
+    assert not torch.equal(first, again.regressors[0].mean[0].weight)  # lr 0 kept the initial weights; training moved vid's
+
+    dkd = build_loss("dkd", warmup_epochs=4)
+    history = fit(cnn(2), data, torch.arange(6), cfg, seed=0, device=CPU, loss=dkd, teacher=cnn(4), log=lambda line: None)
+    assert dkd.ramp == 2 / 4 and list(history.columns[:1]) == ["epoch"]

@@ -19,12 +19,12 @@ TRAIN = {"epochs": 1, "batch_size": 16}
 
 
 def train_teacher(folder: Path, seed: int = 0) -> dict[str, Path]:
-    out = {name: folder / name for name in ("model.pt", "epochs.parquet", "dynamics.parquet", "logits.pt")}
+    out = {name: folder / name for name in ("model.pt", "epochs.parquet", "dynamics.parquet", "logits.pt", "class_std.parquet")}
     spec = {"data": DATA, "device": "cpu", "name": "t",
             "teacher": {"model": "cnn", "model_args": {"width": 2}, "train": TRAIN, "seed": seed}}
     teacher.main(["--spec", json.dumps(spec), "--threads", "1", "--model-out", str(out["model.pt"]),
                   "--epochs-out", str(out["epochs.parquet"]), "--dynamics-out", str(out["dynamics.parquet"]),
-                  "--logits-out", str(out["logits.pt"])])
+                  "--logits-out", str(out["logits.pt"]), "--class-std-out", str(out["class_std.parquet"])])
     return out
 
 

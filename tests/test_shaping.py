@@ -88,3 +88,117 @@ def test_resnet_stream_follows_the_first_block_by_hand():
 def test_unsupported_family_is_one_line():
     with pytest.raises(UserError, match=r"^cannot shape a student from 'mobilenetv2'; supported: cnn, resnet110, "):
         shaped_model_args("mobilenetv2", build_model("mobilenetv2", num_classes=10, in_channels=3), {})
+
+
+def conv_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(m.weight.shape) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def test_vgg8_exact_shapes_and_at_least_one():
+    teacher = build_model("vgg8", num_classes=10, in_channels=3)
+    block0, block1, block2, block3, block4 = convs(teacher)
+    keep_first(block0, 864)    # (64, 3, 3, 3), half kept:     864 / (9 * 3)    -> 32
+    keep_first(block1, 18432)  # (128, 64, 3, 3), a quarter:  18432 / (9 * 32)  -> 64
+    keep_first(block2, 36864)  # (256, 128, 3, 3), an eighth: 36864 / (9 * 64)  -> 64
+    keep_first(block3, 1000)   # 1000 / (9 * 64) = 1.74                         -> 2
+    keep_first(block4, 0)      # nothing kept: 0, but widths are at least 1     -> 1
+    args = shaped_model_args("vgg8", teacher, {})
+    assert args == {"widths": [32, 64, 64, 2, 1]}
+    student = build_model("vgg8", num_classes=10, in_channels=3, **args).eval()
+    assert conv_shapes(student) == {"block0.0": (32, 3, 3, 3), "block1.0": (64, 32, 3, 3),
+                                    "block2.0": (64, 64, 3, 3), "block3.0": (2, 64, 3, 3), "block4.0": (1, 2, 3, 3)}
+    assert student.classifier.in_features == 1
+    with torch.no_grad():
+        assert student(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_vgg13_widths_keep_the_stage_structure():
+    widths = [8, 9, 10, 11, 12, 13, 14, 15, 16, 17]
+    model = build_model("vgg13", num_classes=10, in_channels=1, widths=widths)
+    stages = (model.block0, model.block1, model.block2, model.block3, model.block4)
+    assert [len([m for m in s if isinstance(m, nn.Conv2d)]) for s in stages] == [2, 2, 2, 2, 2]
+    assert [c.out_channels for c in convs(model)] == widths
+    assert model.classifier.in_features == 17
+    with pytest.raises(ValueError, match="10 positive ints"):
+        build_model("vgg13", num_classes=10, in_channels=3, widths=[8, 9])
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("vgg13", {"widths": [64, 64, 128, 128, 256, 256, 512, 512, 512, 512]}),
+    # stage 1 has a projection shortcut here (32 -> 64), so the stem keeps its own width
+    ("resnet8x4", {"widths": [32, 64, 128, 256], "block_widths": [64, 128, 256]}),
+])
+def test_unpruned_gives_back_the_same_layers(name, expected):
+    teacher = build_model(name, num_classes=100, in_channels=3)
+    args = shaped_model_args(name, teacher, {})
+    assert args == expected
+    student = build_model(name, num_classes=100, in_channels=3, **args)
+    assert conv_shapes(student) == conv_shapes(teacher)
+    assert params(student) == params(teacher)
+
+
+def pruned_resnet20() -> nn.Module:
+    teacher = build_model("resnet20", num_classes=10, in_channels=3)
+    l1, l2, l3 = teacher.layer1, teacher.layer2, teacher.layer3
+    keep_first(teacher.conv1, 216)         # stem (16, 3, 3, 3): 216 / (9 * 3)             -> 8
+    keep_first(l1[0].conv1, 288)           # c_in' = the stem's own 8: 288 / (9 * 8)      -> 4
+    keep_first(l1[0].conv2, 360)           # c_in' = 4: 360 / (9 * 4)                     -> 10
+    # identity shortcut: stem and stage 1 are one stream: max(10, 8) = 10, the stem too
+    keep_first(l1[1].conv1, 900)           # c_in' = 10: 900 / 90                         -> 10
+    keep_first(l1[2].conv1, 0)             # nothing kept                                 -> 1
+    keep_first(l1[2].conv2, 0)             # a later block's conv2 does not count
+    keep_first(l2[0].conv1, 1000)          # (32, 16, 3, 3), c_in' = 10: 1000 / 90 = 11.1  -> 11
+    keep_first(l2[0].conv2, 2000)          # c_in' = 11: 2000 / 99 = 20.2                 -> 20
+    keep_first(l2[0].shortcut[0], 250)     # (32, 16, 1, 1), c_in' = 10: 250 / 10          -> 25
+    # stream 2 = max(20, 25) = 25
+    keep_first(l2[1].conv1, 4500)          # c_in' = 25: 4500 / 225                       -> 20
+    # l2[2].conv1 dense: 9216 / 225 = 40.96 -> 41, wider than the teacher's 32 (its input shrank more)
+    keep_first(l3[0].conv1, 2250)          # (64, 32, 3, 3), c_in' = 25: 2250 / 225        -> 10
+    keep_first(l3[0].conv2, 2700)          # c_in' = 10: 2700 / 90                        -> 30
+    keep_first(l3[0].shortcut[0], 500)     # (64, 32, 1, 1), c_in' = 25: 500 / 25          -> 20
+    # stream 3 = max(30, 20) = 30
+    keep_first(l3[1].conv1, 2700)          # c_in' = 30: 2700 / 270                       -> 10
+    keep_first(l3[2].conv1, 2850)          # 2850 / 270 = 10.56                           -> 11
+    return teacher
+
+
+def test_resnet20_streams_and_blocks_by_hand():
+    args = shaped_model_args("resnet20", pruned_resnet20(), {})
+    assert args == {"widths": [10, 10, 25, 30], "block_widths": [4, 10, 1, 11, 20, 41, 10, 10, 11]}
+    student = build_model("resnet20", num_classes=10, in_channels=3, **args).eval()
+    assert conv_shapes(student) == {
+        "conv1": (10, 3, 3, 3),
+        "layer1.0.conv1": (4, 10, 3, 3), "layer1.0.conv2": (10, 4, 3, 3),
+        "layer1.1.conv1": (10, 10, 3, 3), "layer1.1.conv2": (10, 10, 3, 3),
+        "layer1.2.conv1": (1, 10, 3, 3), "layer1.2.conv2": (10, 1, 3, 3),
+        "layer2.0.conv1": (11, 10, 3, 3), "layer2.0.conv2": (25, 11, 3, 3), "layer2.0.shortcut.0": (25, 10, 1, 1),
+        "layer2.1.conv1": (20, 25, 3, 3), "layer2.1.conv2": (25, 20, 3, 3),
+        "layer2.2.conv1": (41, 25, 3, 3), "layer2.2.conv2": (25, 41, 3, 3),
+        "layer3.0.conv1": (10, 25, 3, 3), "layer3.0.conv2": (30, 10, 3, 3), "layer3.0.shortcut.0": (30, 25, 1, 1),
+        "layer3.1.conv1": (10, 30, 3, 3), "layer3.1.conv2": (30, 10, 3, 3),
+        "layer3.2.conv1": (11, 30, 3, 3), "layer3.2.conv2": (30, 11, 3, 3),
+    }
+    assert isinstance(student.layer1[0].shortcut, nn.Identity)  # the stem's stream is stage 1's
+    assert student.classifier.in_features == 30
+    with torch.no_grad():
+        assert student(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_args_survive_json_and_keep_the_original_ones():
+    original = {"widths": [16, 16, 32, 64]}
+    args = shaped_model_args("resnet20", pruned_resnet20(), original)
+    assert original == {"widths": [16, 16, 32, 64]}  # not mutated; the shaped widths replace it
+    loaded = json.loads(json.dumps(args))
+    assert loaded == args
+    assert conv_shapes(build_model("resnet20", num_classes=10, in_channels=3, **loaded)) == \
+        conv_shapes(build_model("resnet20", num_classes=10, in_channels=3, **args))
+    assert shaped_model_args("vgg8", build_model("vgg8", num_classes=10, in_channels=3), {"extra": 1})["extra"] == 1
+
+
+def test_unsupported_message_lists_every_family():
+    with pytest.raises(UserError) as err:
+        shaped_model_args("wrn_40_2", build_model("wrn_40_2", num_classes=10, in_channels=3), {})
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("cannot shape a student from 'wrn_40_2'; supported: ")
+    for name in ["cnn", "resnet110", "resnet20", "resnet32", "resnet32x4", "resnet56", "resnet8x4", "vgg13", "vgg8"]:
+        assert name in message

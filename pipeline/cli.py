@@ -1,6 +1,7 @@
 """What every stage's command line shares: the ``--spec`` JSON (the job's resolved slice of the
 config, passed by the Snakemake rule so that changing it reruns the job), threads, the data and
-the device, and one-line errors for mistakes the user can fix."""
+the device (joining the process group when started by torchrun), resumable training state, and
+one-line errors for mistakes the user can fix."""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from pipeline import distributed
 from pipeline.data import Dataset, load_dataset
 from pipeline.errors import UserError
+from pipeline.resume import PREEMPTED_EXIT_STATUS, Preempted, ResumeFolder
 from pipeline.train import resolve_device
 
 
@@ -23,8 +26,23 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def add_resume_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="folder for the job's saved training state: continue from it if present, remove it when done")
+    p.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="save the state every N epochs")
+
+
+def resume_folder(args: argparse.Namespace, spec: dict[str, Any], inputs: list[str | None]) -> ResumeFolder | None:
+    if args.resume is None:
+        return None
+    if args.checkpoint_every < 1:
+        raise UserError(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
+    return ResumeFolder(args.resume, spec, [p for p in inputs if p], args.checkpoint_every)
+
+
 def stage(main: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[str] | None], None]:
-    """Wrap a stage's main: a ``UserError`` becomes one line on stderr and exit status 2."""
+    """Wrap a stage's main: a ``UserError`` becomes one line on stderr and exit status 2; a
+    training stopped by SIGTERM (state saved) exits with 143, as if killed by it."""
 
     @functools.wraps(main)
     def run(argv: Sequence[str] | None = None) -> None:
@@ -33,6 +51,11 @@ def stage(main: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[st
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+        except Preempted as stopped:
+            print(f"preempted: {stopped}", file=sys.stderr)
+            raise SystemExit(PREEMPTED_EXIT_STATUS) from None
+        finally:
+            distributed.stop()
 
     return run
 
@@ -43,12 +66,13 @@ def setup(args: argparse.Namespace) -> tuple[dict[str, Any], Dataset, torch.devi
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = args.spec
-    device = resolve_device(spec.get("device", "auto"))
+    device = distributed.start(resolve_device(spec.get("device", "auto")))
     data = spec["data"]
     dataset = load_dataset(data["dataset"], data.get("root"), data.get("download", False),
                            data.get("train_limit"), data.get("test_limit"))
     print(f"data {dataset.name} ({len(dataset.train)} train, {len(dataset.test)} test, "
-          f"fingerprint {dataset.fingerprint}); device {device}; threads {torch.get_num_threads()}")
+          f"fingerprint {dataset.fingerprint}); device {device}; threads {torch.get_num_threads()}"
+          + (f"; rank {distributed.ranks().rank} of {distributed.ranks().world}" if distributed.ranks().enabled else ""))
     return spec, dataset, device
 
 

@@ -7,13 +7,13 @@ student's checkpoint and one result row that records the seed, the config and th
 from __future__ import annotations
 
 import json
-import time
 
 import pandas as pd
 import torch
 
 from pipeline.checkpoints import load_class_logit_std, load_model, save_model
-from pipeline.cli import data_meta, parser, setup, stage
+from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder, setup, stage
+from pipeline.distributed import ranks
 from pipeline.config import loss_parameters
 from pipeline.errors import UserError
 from pipeline.infobatch import InfoBatchConfig
@@ -35,6 +35,7 @@ def main(argv=None):
     p.add_argument("--epochs-out", required=True)
     p.add_argument("--run-out", required=True)
     p.add_argument("--model-out", required=True)
+    add_resume_arguments(p)
     args = p.parse_args(argv)
     spec, data, device = setup(args)
     subset, subset_meta = read_table(args.subset)
@@ -62,9 +63,11 @@ def main(argv=None):
     with seeded_init(seed, "init"):
         model = build_model(model_name, data.num_classes, data.in_channels, **model_args)
     indices = torch.tensor(subset["sample_index"].to_numpy(), dtype=torch.long)
-    start = time.perf_counter()
-    history = fit(model, data, indices, cfg, seed=seed, device=device, loss=loss, teacher=teacher, infobatch=infobatch)
-    train_seconds = time.perf_counter() - start
+    resume = resume_folder(args, spec, [args.subset, args.teacher, args.teacher_class_std])
+    history = fit(model, data, indices, cfg, seed=seed, device=device, loss=loss, teacher=teacher,
+                  infobatch=infobatch, resume=resume)
+    if not ranks().is_main:
+        return
 
     meta = {"stage": "students", "spec": spec, "config_hash": stable_hash(spec), "seed": seed,
             "subset": args.subset, "subset_scores_hash": subset_meta["scores_hash"], "device": str(device),
@@ -101,7 +104,7 @@ def main(argv=None):
         # and dynamic pruning by
         "sample_steps": int(history["sample_steps"].sum()),
         "cost_fraction": float(history["sample_steps"].sum()) / full_data_sample_steps(cfg, len(data.train)),
-        "train_seconds": train_seconds,
+        "train_seconds": float(history["seconds"].sum()),  # the epochs' time, summed over resumptions
         "device": str(device),
         "dataset_fingerprint": data.fingerprint,
         "subset_scores_hash": subset_meta["scores_hash"],
@@ -114,6 +117,8 @@ def main(argv=None):
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
                                        "test_acc": run["final_test_acc"], **meta})
     write_table(pd.DataFrame([run]), args.run_out, meta)
+    if resume is not None:
+        resume.clear()
     print(f"final test accuracy {run['final_test_acc']:.4f} on {len(indices)} training samples")
 
 

@@ -6,13 +6,16 @@ Writes its checkpoint and per-epoch metrics, and when asked, the per-sample trai
 the trained model's logits on the un-augmented training set (which the teacher-output scorers
 read, so the teacher's forward pass over the training set is done once) with the per-class logit
 std that MDSLR's logit reshaping reads (computed here, before any pruning of the data).
+
+Resumable (``--resume``), and runs data-parallel under torchrun (``pipeline.distributed``).
 """
 from __future__ import annotations
 
 import torch
 
 from pipeline.checkpoints import save_class_logit_std, save_model, save_train_logits
-from pipeline.cli import data_meta, parser, setup, stage
+from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder, setup, stage
+from pipeline.distributed import ranks
 from pipeline.io import stable_hash, write_table
 from pipeline.losses import build_loss
 from pipeline.models import build_model
@@ -29,6 +32,7 @@ def main(argv=None):
     p.add_argument("--dynamics-out", default=None)
     p.add_argument("--logits-out", default=None)
     p.add_argument("--class-std-out", default=None, help="with --logits-out")
+    add_resume_arguments(p)
     args = p.parse_args(argv)
     if bool(args.logits_out) != bool(args.class_std_out):
         p.error("--logits-out and --class-std-out go together")
@@ -39,10 +43,13 @@ def main(argv=None):
         model = build_model(teacher["model"], data.num_classes, data.in_channels, **teacher["model_args"])
     epochs = planned_epochs(cfg, len(data.train))
     dynamics = Dynamics(len(data.train), epochs, device) if args.dynamics_out else None
+    resume = resume_folder(args, spec, [])
     history = fit(model, data, torch.arange(len(data.train)), cfg, seed=teacher["seed"], device=device,
-                  loss=build_loss("ce"), dynamics=dynamics)
+                  loss=build_loss("ce"), dynamics=dynamics, resume=resume)
+    if not ranks().is_main:
+        return
     meta = {"stage": "teacher", "teacher": spec["name"], "spec": spec, "config_hash": stable_hash(spec),
-            "seed": teacher["seed"], "device": str(device), **data_meta(data)}
+            "seed": teacher["seed"], "device": str(device), "ranks": ranks().world, **data_meta(data)}
     write_table(history, args.epochs_out, meta)
     if dynamics is not None:
         write_table(dynamics.to_frame(), args.dynamics_out, meta)
@@ -52,6 +59,8 @@ def main(argv=None):
     save_model(args.model_out, model, {"model": teacher["model"], "model_args": teacher["model_args"],
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
                                        "test_acc": float(history["test_acc"].iloc[-1]), **meta})
+    if resume is not None:
+        resume.clear()
 
 
 if __name__ == "__main__":

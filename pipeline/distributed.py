@@ -1,0 +1,65 @@
+"""Data-parallel training on several GPUs of one node (torchrun), for teachers of large datasets.
+
+``torchrun --nproc_per_node=G -m pipeline.teacher ...`` starts G copies of a stage; each finds its
+rank in the environment torchrun sets, joins the process group (NCCL on GPUs, gloo on CPU) and
+trains on its share of every batch (see ``pipeline.train.fit``); only rank 0 writes files. Without
+torchrun (WORLD_SIZE unset) everything runs in one process, as usual.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from pipeline.errors import UserError
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def ranks() -> Ranks:
+    """This process's place in the job (one process: rank 0 of 1)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return Ranks()
+    return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def start(device: torch.device) -> torch.device:
+    """Join the process group when started by torchrun; return the device this rank trains on."""
+    if int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        return device
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise UserError(f"rank with LOCAL_RANK={local_rank} has no GPU: {torch.cuda.device_count()} visible")
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def stop() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def sum_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """The elementwise sum over ranks (the tensor itself in one process)."""
+    if ranks().enabled:
+        dist.all_reduce(tensor)
+    return tensor

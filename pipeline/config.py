@@ -92,6 +92,10 @@ def _check_components(config: dict[str, Any]) -> None:
     for where, section in models:
         MODELS.get(section["model"])
         section["train"] = dataclasses.asdict(parse_params(TrainConfig, section["train"], f"{where}.train"))
+        gpus = section.get("gpus", 1)
+        if section["train"]["batch_size"] % gpus:
+            raise UserError(f"config error in {where}: train.batch_size {section['train']['batch_size']} "
+                            f"is not a multiple of gpus {gpus} (it is the global batch, split over the GPUs)")
 
     for name, params in config["scorers"].items():
         config["scorers"][name] = build_scorer(name, params).params_dict()

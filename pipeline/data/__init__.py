@@ -2,16 +2,31 @@
 ``Dataset`` whose training split is in canonical order (the official training split's order), so a
 sample's position there is its ``sample_index`` in every table.
 
-Adding a dataset: one file in this package with ``@DATASETS.register("name")`` and its import below.
+Adding a dataset: one file in this package with ``@DATASETS.register("name")``, its size under
+``DATASET_SIZES`` (what the workflow sizes cluster jobs by, without reading the data), and its
+import below.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.data.splits import Augment, Dataset, Split, TensorSplit
 from pipeline.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class DatasetSize:
+    train: int  # training samples
+    channels: int
+    image_size: int  # side of the (square) image the models see
+    classes: int
+    in_memory: bool  # held whole in memory (TensorSplit) rather than streamed from files
+
+
+DATASET_SIZES: Registry[DatasetSize] = Registry("dataset")
 
 
 def load_dataset(
@@ -38,4 +53,4 @@ def load_dataset(
 
 from pipeline.data import cifar, fashion_mnist, imagenet, svhn  # noqa: E402,F401
 
-__all__ = ["DATASETS", "Augment", "Dataset", "Split", "TensorSplit", "load_dataset"]
+__all__ = ["DATASETS", "DATASET_SIZES", "Augment", "DatasetSize", "Dataset", "Split", "TensorSplit", "load_dataset"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data import DATASETS
+from pipeline.data import DATASET_SIZES, DATASETS, DatasetSize
 from pipeline.data.files import locate, open_maybe_gzipped
 from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.errors import UserError
@@ -107,6 +107,10 @@ def load_cifar(name: str, fmt: CifarFormat, root: Path | None, download: bool) -
         3,
         Augment(crop_padding=4, flip=True),
     )
+
+
+DATASET_SIZES.register("cifar10")(DatasetSize(train=50_000, channels=3, image_size=32, classes=10, in_memory=True))
+DATASET_SIZES.register("cifar100")(DatasetSize(train=50_000, channels=3, image_size=32, classes=100, in_memory=True))
 
 
 @DATASETS.register("cifar10")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data import DATASETS
+from pipeline.data import DATASET_SIZES, DATASETS, DatasetSize
 from pipeline.data.files import locate, open_maybe_gzipped
 from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.errors import UserError
@@ -34,6 +34,9 @@ def read_idx(path: Path) -> np.ndarray:
     if data.size != int(np.prod(shape)):
         raise UserError(f"{path}: header says shape {shape} but holds {data.size} bytes")
     return data.reshape(shape)
+
+
+DATASET_SIZES.register("fashion_mnist")(DatasetSize(train=60_000, channels=1, image_size=28, classes=10, in_memory=True))
 
 
 @DATASETS.register("fashion_mnist")

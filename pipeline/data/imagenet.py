@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.data import DATASETS
+from pipeline.data import DATASET_SIZES, DATASETS, DatasetSize
 from pipeline.data.files import locate
 from pipeline.data.splits import Augment, Dataset
 from pipeline.errors import UserError
@@ -126,6 +126,9 @@ class ImageFiles(torch.utils.data.Dataset):
         except OSError as e:  # includes PIL.UnidentifiedImageError
             raise UserError(f"{path}: cannot read image ({e})") from None
         return x, label, i
+
+
+DATASET_SIZES.register("imagenet")(DatasetSize(train=1_281_167, channels=3, image_size=224, classes=1000, in_memory=False))
 
 
 @DATASETS.register("imagenet")

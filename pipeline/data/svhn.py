@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data import DATASETS
+from pipeline.data import DATASET_SIZES, DATASETS, DatasetSize
 from pipeline.data.files import locate, open_maybe_gzipped
 from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.errors import UserError
@@ -43,6 +43,9 @@ def read_mat(path: Path) -> TensorSplit:
         raise UserError(f"{path}: labels must lie in 1..10, found {y.min()}..{y.max()}")
     images = torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 0, 1)))
     return TensorSplit(images, torch.from_numpy(labels), MEAN, STD)
+
+
+DATASET_SIZES.register("svhn")(DatasetSize(train=73_257, channels=3, image_size=32, classes=10, in_memory=True))
 
 
 @DATASETS.register("svhn")

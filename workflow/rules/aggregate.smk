@@ -10,6 +10,8 @@ rule aggregate:
         study_plot=STUDY_FILES["png"],
     params:
         report=as_json(config["report"]),
+    resources:
+        **CPU_JOB,
     log:
         f"{LOGS}/aggregate.log",
     benchmark:

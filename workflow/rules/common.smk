@@ -25,6 +25,7 @@ RESULTS = f"results/{config['experiment']}"
 LOGS = f"logs/{config['experiment']}"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 SCORING_TEACHER = config["scoring"]["teacher"]
+CHECKPOINT_EVERY = config["checkpoint_every"]
 
 
 def keep_label(fraction):
@@ -100,6 +101,12 @@ def student_spec(wildcards):
     student = without(config["student"], "seeds", "threads")
     distill = {"name": wildcards.distill, **config["distillation"][wildcards.distill]}
     return as_json({**common_spec(), "student": student, "distillation": distill, "seed": int(wildcards.seed)})
+
+
+def teacher_launcher(wildcards):
+    """python, or torchrun with one process per GPU for a teacher trained on several."""
+    gpus = config["teachers"][wildcards.teacher]["gpus"]
+    return "python" if gpus == 1 else f"torchrun --standalone --nproc_per_node={gpus}"
 
 
 def teacher_files(name):

@@ -6,6 +6,10 @@ rule proxies:
     params:
         spec=proxy_spec,
     threads: config["proxies"]["threads"]
+    resources:
+        gpu=GPU,
+        mem_mb=HOST_MEM_MB,
+        runtime=proxy_runtime,
     log:
         f"{LOGS}/proxies/run{{run}}.log",
     benchmark:
@@ -14,7 +18,8 @@ rule proxies:
         "../../environment.yml"
     shell:
         "python -m pipeline.teacher --spec {params.spec:q} --threads {threads} "
-        "--model-out {output.model:q} --epochs-out {output.epochs:q} > {log:q} 2>&1"
+        "--model-out {output.model:q} --epochs-out {output.epochs:q} "
+        "--resume {RESULTS}/proxies/run{wildcards.run}/resume --checkpoint-every {CHECKPOINT_EVERY} > {log:q} 2>&1"
 
 
 # One job per scorer, given only what the scorer needs. The scorer's own source file is an input,
@@ -28,6 +33,10 @@ rule scores:
         spec=score_spec,
         inputs=score_arguments,
     threads: config["scoring"]["threads"]
+    resources:
+        gpu=GPU,
+        mem_mb=HOST_MEM_MB,
+        runtime=scoring_runtime,
     log:
         f"{LOGS}/scores/{{scorer}}.log",
     benchmark:
@@ -45,6 +54,8 @@ rule scores_summary:
         expand(f"{RESULTS}/scores/{{scorer}}.parquet", scorer=config["scorers"]),
     output:
         f"{RESULTS}/scores/summary.parquet",
+    resources:
+        **CPU_JOB,
     log:
         f"{LOGS}/scores/summary.log",
     benchmark:

@@ -10,6 +10,10 @@ rule students:
         spec=student_spec,
         teacher=student_teacher_arguments,
     threads: config["student"]["threads"]
+    resources:
+        gpu=GPU,
+        mem_mb=HOST_MEM_MB,
+        runtime=student_runtime,
     log:
         f"{LOGS}/students/{{scorer}}/{{selector}}/keep{{keep}}/{{distill}}/seed{{seed}}.log",
     benchmark:
@@ -19,4 +23,5 @@ rule students:
     shell:
         "python -m pipeline.student --spec {params.spec:q} --threads {threads} --subset {input.subset:q} "
         "{params.teacher} --epochs-out {output.epochs:q} --run-out {output.run:q} --model-out {output.model:q} "
-        "> {log:q} 2>&1"
+        "--resume {RESULTS}/students/{wildcards.scorer}/{wildcards.selector}/keep{wildcards.keep}/{wildcards.distill}/seed{wildcards.seed}/resume "
+        "--checkpoint-every {CHECKPOINT_EVERY} > {log:q} 2>&1"

@@ -5,6 +5,11 @@ rule subsets:
         f"{RESULTS}/subsets/{{scorer}}/{{selector}}/keep{{keep}}.parquet",
     params:
         spec=subset_spec,
+    resources:
+        **CPU_JOB,
+    # seconds each: bundled into few cluster jobs (group-components in slurm/config.yaml)
+    group:
+        "selection"
     log:
         f"{LOGS}/subsets/{{scorer}}/{{selector}}/keep{{keep}}.log",
     benchmark:

@@ -7,7 +7,12 @@ rule teacher:
         class_std=f"{RESULTS}/teachers/{{teacher}}/class_logit_std.parquet",
     params:
         spec=teacher_spec,
+        python=teacher_launcher,
     threads: lambda wildcards: config["teachers"][wildcards.teacher]["threads"]
+    resources:
+        gpu=lambda wildcards: GPU * config["teachers"][wildcards.teacher]["gpus"],
+        mem_mb=HOST_MEM_MB,
+        runtime=teacher_runtime,
     log:
         f"{LOGS}/teachers/{{teacher}}.log",
     benchmark:
@@ -15,9 +20,10 @@ rule teacher:
     conda:
         "../../environment.yml"
     shell:
-        "python -m pipeline.teacher --spec {params.spec:q} --threads {threads} "
+        "{params.python} -m pipeline.teacher --spec {params.spec:q} --threads {threads} "
         "--model-out {output.model:q} --epochs-out {output.epochs:q} --dynamics-out {output.dynamics:q} "
-        "--logits-out {output.logits:q} --class-std-out {output.class_std:q} > {log:q} 2>&1"
+        "--logits-out {output.logits:q} --class-std-out {output.class_std:q} "
+        "--resume {RESULTS}/teachers/{wildcards.teacher}/resume --checkpoint-every {CHECKPOINT_EVERY} > {log:q} 2>&1"
 
 
 # Prune, then distill: a pruned teacher lives beside the teachers and is named like one.
@@ -33,6 +39,10 @@ rule prune_teacher:
     params:
         spec=pruned_teacher_spec,
     threads: lambda wildcards: config["pruned_teachers"][wildcards.pruned]["threads"]
+    resources:
+        gpu=GPU,
+        mem_mb=HOST_MEM_MB,
+        runtime=pruned_teacher_runtime,
     log:
         f"{LOGS}/teachers/{{pruned}}.log",
     benchmark:
@@ -42,4 +52,5 @@ rule prune_teacher:
     shell:
         "python -m pipeline.prune_teacher --spec {params.spec:q} --threads {threads} --teacher {input.teacher:q} "
         "--model-out {output.model:q} --epochs-out {output.epochs:q} --rounds-out {output.rounds:q} "
-        "--logits-out {output.logits:q} --class-std-out {output.class_std:q} > {log:q} 2>&1"
+        "--logits-out {output.logits:q} --class-std-out {output.class_std:q} "
+        "--resume {RESULTS}/teachers/{wildcards.pruned}/resume --checkpoint-every {CHECKPOINT_EVERY} > {log:q} 2>&1"

@@ -157,3 +157,39 @@ def test_distillation_variants_end_to_end(tmp_path):
     assert (results / "teachers" / "r20" / "class_logit_std.parquet").exists()
     assert "tiny distillation variants" in (results / "study.md").read_text()
     assert (results / "study.png").stat().st_size > 10_000
+
+
+def job_resources(output: str) -> dict[tuple[str, str], dict[str, str]]:
+    """{(rule, wildcards): resources} of every job a dry run plans."""
+    jobs = {}
+    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", output):  # group members are indented
+        rule = re.match(r"(?:local)?rule (\w+):", block.strip())
+        resources = re.search(r"resources: (.*)", block)
+        if rule and resources:
+            wildcards = re.search(r"wildcards: (.*)", block)
+            jobs[rule[1], wildcards[1] if wildcards else ""] = dict(kv.split("=", 1) for kv in resources[1].split(", "))
+    return jobs
+
+
+def test_cluster_resources_scale_with_model_and_data(tmp_path):
+    from pipeline.flops import model_flops
+
+    result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "studies" / "cifar100_pruners_kd.yaml"))
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = job_resources(result.stdout)
+    student = jobs["students", "scorer=el2n, selector=hardest, keep=0.3, distill=kd, seed=0"]
+    # 0.3 x 50,000 images x 240 epochs x (3 x resnet20 + resnet56 teacher forward) at 2 TFLOP/s, twice, + 15 min
+    flops = 0.3 * 50_000 * 240 * (3 * model_flops("resnet20", {}, 100, 3, 32) + model_flops("resnet56", {}, 100, 3, 32))
+    assert int(student["runtime"]) == int(15 + 2 * flops / 2e12 / 60)
+    assert student["gpu"] == "1"
+    assert int(student["mem_mb"]) == 4096 + (3 * 50_000 * 3 * 32 * 32 >> 20)  # CIFAR held in memory, 3x
+    labels = jobs["students", "scorer=el2n, selector=hardest, keep=0.3, distill=labels, seed=0"]
+    assert int(labels["runtime"]) < int(student["runtime"])  # no teacher forward
+    subset = jobs["subsets", "scorer=el2n, selector=hardest, keep=0.3"]
+    assert (subset["gpu"], subset["runtime"], subset["mem_mb"]) == ("0", "30", "4096")
+
+
+def test_device_cpu_asks_for_no_gpu(tmp_path):
+    result = snakemake(tmp_path, "-n", "--configfile", str(TINY))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert {r["gpu"] for r in job_resources(result.stdout).values() if "gpu" in r} == {"0"}

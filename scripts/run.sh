@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-exec snakemake --cores "${CORES:-all}" "$@"
+# --rerun-incomplete: a job interrupted with Snakemake is done again, never taken as finished.
+exec snakemake --cores "${CORES:-all}" --rerun-incomplete "$@"

@@ -41,6 +41,7 @@ class TrainConfig:
     # fraction); a number trains exactly that many optimizer steps whatever the subset size (the
     # same compute for every keep fraction), the last pass stopping part-way.
     steps: int | None = None
+    compile: bool = False  # torch.compile the model (minutes of compilation; pays off on long GPU runs)
 
 
 def planned_epochs(cfg: TrainConfig, num_indices: int) -> int:
@@ -171,10 +172,17 @@ def fit(
             raise UserError(f"batch_size {cfg.batch_size} must be a multiple of the {group.world} ranks")
     forward = DistributedDataParallel(model) if group.enabled else model
     batch_size = cfg.batch_size // group.world
+    cuda = device.type == "cuda"
     optimizer = torch.optim.SGD(
         [*model.parameters(), *loss.parameters()],
-        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
+        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, fused=cuda or None,
     )
+    if cfg.compile:
+        forward = torch.compile(forward)
+    # On a GPU: bf16 matmuls and convolutions (the loss itself in fp32). The teacher runs in
+    # inference mode unless the loss reads its features (VID's hooks need ordinary tensors).
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
+    teacher_mode = torch.no_grad if loss.teacher_layers else torch.inference_mode
     student_layers = LayerOutputs(model, loss.student_layers)
     teacher_layers = LayerOutputs(teacher, loss.teacher_layers)
     order = torch_generator(seed, "order")
@@ -218,12 +226,14 @@ def fit(
                 for param_group in optimizer.param_groups:
                     param_group["lr"] = lr
                 x = x.contiguous(memory_format=torch.channels_last)
-                logits = forward(x)
-                teacher_logits = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = teacher(x)
-                terms = loss(logits, y, teacher_logits, student_layers.outputs, teacher_layers.outputs)
+                with autocast:
+                    logits = forward(x)
+                    teacher_logits = None
+                    if teacher is not None:
+                        with teacher_mode():
+                            teacher_logits = teacher(x)
+                        teacher_logits = teacher_logits.float()  # (a normal tensor again, if made in inference mode)
+                    terms = loss(logits.float(), y, teacher_logits, student_layers.outputs, teacher_layers.outputs)
                 per_sample = sum(terms.values())
                 weighted = per_sample * pruning.weight[idx] if pruning else per_sample
                 optimizer.zero_grad(set_to_none=True)
@@ -243,7 +253,7 @@ def fit(
                         dynamics.update(epoch, logits, y, idx)
                     if pruning is not None:
                         pruning.update(idx, per_sample)
-                if _stop_requested(stop, group, device):
+                if _stop_requested(stop, group, device, step):
                     run.epoch_seconds = time.perf_counter() - epoch_start
                     if resume is not None and group.is_main:
                         resume.save("fit", _snapshot(run, start, model, loss, optimizer, dynamics, pruning, prune_rng), resume_part)
@@ -307,11 +317,12 @@ class _RunState:
                          correct=torch.zeros((), dtype=torch.long, device=device), lr=self.lr)
 
 
-def _stop_requested(stop: StopSignal, group, device: torch.device) -> bool:
-    """A signal stops every rank at the same step (one all-reduce per step, under torchrun only)."""
+def _stop_requested(stop: StopSignal, group, device: torch.device, step: int) -> bool:
+    """A signal stops every rank at the same step: under torchrun the ranks agree every 16th step
+    (an all-reduce and a host sync, so not at every step)."""
     if not group.enabled:
         return stop.requested
-    return bool(sum_across_ranks(torch.tensor(float(stop.requested), device=device)) > 0)
+    return step % 16 == 0 and bool(sum_across_ranks(torch.tensor(float(stop.requested), device=device)) > 0)
 
 
 def _snapshot(run, start, model, loss, optimizer, dynamics, pruning, prune_rng) -> dict:
@@ -351,9 +362,11 @@ def _restore(saved, model, loss, optimizer, dynamics, pruning, prune_rng) -> _Ru
     return _RunState(**state)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Logits of every sample of ``split`` in canonical order, un-augmented, in eval mode (CPU)."""
+    """Logits of every sample of ``split`` in canonical order, un-augmented, in eval mode (CPU).
+    In fp32 (TF32 convolutions on GPUs) rather than bf16: scores rank these logits, and bf16's
+    3 significant digits would tie many of them."""
     model.to(device, memory_format=torch.channels_last).eval()
     indices = torch.arange(len(split))
     outputs = [

@@ -47,7 +47,7 @@ BAD = [
     ("data.datset", "x", "config error in data: unknown key 'datset'; allowed: dataset, download, root"),
     ("data.dataset", "mnist", "unknown dataset 'mnist'; known: cifar10, cifar100, fashion_mnist, imagenet, svhn"),
     ("teachers.cnn32.model", "resnet9", "unknown model 'resnet9'; known: cnn, mobilenetv2"),
-    ("teachers.cnn32.train.epohcs", 3, "unknown key 'epohcs'; allowed: augment, batch_size, epochs"),
+    ("teachers.cnn32.train.epohcs", 3, "unknown key 'epohcs'; allowed: augment, batch_size, compile, epochs"),
     ("teachers.cnn32.gpus", 3, "config error in teachers.cnn32: train.batch_size 128 is not a multiple of gpus 3"),
     ("checkpoint_every", 0, "config error in checkpoint_every: 0 is less than the minimum of 1"),
     ("scorers.el3n", {}, "unknown scorer 'el3n'; known: aum, el2n, entropy, forgetting, grand, least_confidence"),

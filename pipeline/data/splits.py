@@ -52,6 +52,9 @@ class TensorSplit:
     labels: torch.Tensor  # int64 (N,)
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # The split copied once to each device it is used on (uint8: CIFAR-10 is 150 MB), so that a
+    # GPU never waits on host-to-device copies of batches.
+    _on_device: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -69,35 +72,49 @@ class TensorSplit:
     def fingerprint_parts(self) -> list[bytes]:
         return [str(tuple(self.images.shape)).encode(), self.labels.numpy().tobytes()]
 
+    def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels on ``device`` (copied there once)."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self.images, self.labels
+        if device not in self._on_device:
+            self._on_device[device] = (self.images.to(device), self.labels.to(device))
+        return self._on_device[device]
+
     def batches(self, indices, batch_size, *, device, order=None, augment=None, augment_rng=None):
-        """Yield batches of ``indices`` (shuffled with ``order`` when given), normalised and
-        augmented on ``device``. The last batch may be smaller: no sample is silently dropped."""
+        """Yield batches of ``indices`` (shuffled with ``order`` when given), gathered, augmented
+        and normalised on ``device`` from the split held there. The last batch may be smaller: no
+        sample is silently dropped."""
         if order is not None:
             indices = indices[torch.randperm(len(indices), generator=order)]
+        images, labels = self.on(device)
+        indices = indices.to(images.device)
         mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
         for start in range(0, len(indices), batch_size):
             idx = indices[start : start + batch_size]
-            x = self.images[idx]
+            x = images[idx]
             if augment is not None:
                 x = augment_batch(x, augment, augment_rng)
-            x = x.to(device, non_blocking=True).float().div_(255).sub_(mean).div_(std)
-            yield x, self.labels[idx].to(device, non_blocking=True), idx.to(device, non_blocking=True)
+            yield x.float().div_(255).sub_(mean).div_(std), labels[idx], idx
 
 
 def augment_batch(x: torch.Tensor, augment: Augment, rng: torch.Generator | None) -> torch.Tensor:
-    """Per-sample random crop (of the zero-padded image) and flip for a whole uint8 batch."""
+    """Per-sample random crop (of the zero-padded image) and flip for a whole uint8 batch, done
+    with tensor ops on the batch's device. The random draws come from the (CPU) generator ``rng``,
+    so a run's augmentations are the same on every device."""
     n, _, h, w = x.shape
-    p = augment.crop_padding
+    p, device = augment.crop_padding, x.device
     if p > 0:
         padded = F.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=rng)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=rng)
-        rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
-        x = padded[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=rng).to(device)
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=rng).to(device)
+        rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :]
+        x = padded[torch.arange(n, device=device)[:, None, None, None],
+                   torch.arange(x.shape[1], device=device)[None, :, None, None], rows, cols]
     if augment.flip:
-        flip = torch.rand(n, generator=rng) < 0.5
+        flip = (torch.rand(n, generator=rng) < 0.5).to(device)
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     return x
 

@@ -259,12 +259,12 @@ def fit(
                         resume.save("fit", _snapshot(run, start, model, loss, optimizer, dynamics, pruning, prune_rng), resume_part)
                     raise Preempted(f"stopped by a signal at epoch {epoch + 1}, step {step + 1}"
                                     + (f"; state saved in {resume.folder}" if resume else "; nothing saved (no --resume)"))
-            seconds = time.perf_counter() - epoch_start
             totals = sum_across_ranks(torch.stack([
                 torch.as_tensor(float(run.seen), device=device), run.correct.float(),
                 *[torch.as_tensor(v, device=device).float() for v in run.sums.values()],
             ]))
             n, correct, term_sums = float(totals[0]), float(totals[1]), dict(zip(run.sums, totals[2:].tolist()))
+            seconds = time.perf_counter() - epoch_start  # after the sync above: the GPU's work included
             row = {
                 "epoch": epoch + 1,
                 "lr": run.lr,

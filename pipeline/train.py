@@ -362,17 +362,19 @@ def _restore(saved, model, loss, optimizer, dynamics, pruning, prune_rng) -> _Ru
     return _RunState(**state)
 
 
-@torch.inference_mode()
 def predict(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> torch.Tensor:
     """Logits of every sample of ``split`` in canonical order, un-augmented, in eval mode (CPU).
     In fp32 (TF32 convolutions on GPUs) rather than bf16: scores rank these logits, and bf16's
     3 significant digits would tie many of them."""
+    # Moved outside inference mode: parameters converted inside it would become inference
+    # tensors, and a model evaluated before training (a teacher about to be pruned) could not train.
     model.to(device, memory_format=torch.channels_last).eval()
     indices = torch.arange(len(split))
-    outputs = [
-        model(x.contiguous(memory_format=torch.channels_last)).float()
-        for x, _, _ in split.batches(indices, batch_size, device=device)
-    ]
+    with torch.inference_mode():
+        outputs = [
+            model(x.contiguous(memory_format=torch.channels_last)).float()
+            for x, _, _ in split.batches(indices, batch_size, device=device)
+        ]
     return torch.cat(outputs).cpu()
 
 

@@ -10,7 +10,7 @@ from pipeline.infobatch import InfoBatch, InfoBatchConfig
 from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.seeding import seeded_init
-from pipeline.train import TrainConfig, fit, one_cycle_lr
+from pipeline.train import TrainConfig, evaluate, fit, one_cycle_lr
 
 CPU = torch.device("cpu")
 
@@ -52,6 +52,19 @@ def test_same_seed_same_model_other_seed_other_model(data):
     assert list(history_a["sample_steps"]) == [24, 24]
     # the recorded lr is the schedule's value at the last step: progress (1 + 2/3) / 2
     assert history_a["lr"].iloc[-1] == pytest.approx(one_cycle_lr((1 + 2 / 3) / 2, 0.1))
+
+
+def test_a_model_evaluated_before_training_still_trains(data):
+    """evaluate() runs in inference mode; the model it moves (channels_last) must stay trainable,
+    as a teacher evaluated before each pruning round is."""
+    with seeded_init(0, "init"):
+        model = build_model("cnn", 3, 1, width=2)
+    evaluate(model, data.test, 4, CPU)
+    assert not any(p.is_inference() for p in model.parameters())
+    before = [p.detach().clone() for p in model.parameters()]
+    fit(model, data, torch.arange(24), TrainConfig(epochs=1, batch_size=8), seed=0, device=CPU,
+        loss=build_loss("ce"), log=lambda line: None)
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
 
 
 def test_infobatch_drops_only_well_learned_samples_and_reweights_the_rest():

@@ -21,6 +21,7 @@ from pipeline.data import Dataset, Split
 from pipeline.distributed import ranks, sum_across_ranks
 from pipeline.errors import UserError
 from pipeline.infobatch import InfoBatch, InfoBatchConfig
+from pipeline.progress import progress_bar
 from pipeline.losses import DistillLoss
 from pipeline.features import LayerOutputs
 from pipeline.resume import Preempted, ResumeFolder, StopSignal
@@ -214,9 +215,9 @@ def fit(
                 permuted = permuted[: len(permuted) - len(permuted) % group.world][group.rank :: group.world]
             steps = math.ceil(len(permuted) / batch_size)
             epoch_start = time.perf_counter() - run.epoch_seconds
-            for step, (x, y, idx) in enumerate(data.train.batches(
+            for step, (x, y, idx) in enumerate(progress_bar(data.train.batches(
                 permuted, batch_size, device=device, augment=augment, augment_rng=augment_rng
-            )):
+            ), steps, f"epoch {epoch + 1}/{epochs}")):
                 if step < run.step:  # trained before the interruption: drawn again to replay the streams
                     continue
                 if cfg.steps is not None and run.global_step == cfg.steps:
@@ -373,7 +374,8 @@ def predict(model: nn.Module, split: Split, batch_size: int, device: torch.devic
     with torch.inference_mode():
         outputs = [
             model(x.contiguous(memory_format=torch.channels_last)).float()
-            for x, _, _ in split.batches(indices, batch_size, device=device)
+            for x, _, _ in progress_bar(split.batches(indices, batch_size, device=device), -(-len(split) // batch_size),
+                                    f"predicting {len(split)} samples")
         ]
     return torch.cat(outputs).cpu()
 

@@ -20,6 +20,7 @@ from torch.func import functional_call, grad, vmap
 from pipeline.data import Split
 from pipeline.errors import UserError
 from pipeline.features import predict_with_features
+from pipeline.progress import progress_bar
 from pipeline.scorers import SCORERS, Scorer
 
 MODES = ("last_layer", "full")
@@ -50,7 +51,8 @@ def full_grad_norm(model: nn.Module, split: Split, chunk_size: int, device: torc
 
     per_sample_grads = vmap(grad(loss), in_dims=(None, 0, 0))
     norms = []
-    for x, y, _ in split.batches(torch.arange(len(split)), chunk_size, device=device):
+    for x, y, _ in progress_bar(split.batches(torch.arange(len(split)), chunk_size, device=device),
+                            -(-len(split) // chunk_size), "per-sample gradients"):
         grads = per_sample_grads(params, x.contiguous(), y)
         norms.append(sum(g.flatten(1).pow(2).sum(1) for g in grads.values()).sqrt())
     return torch.cat(norms).cpu()

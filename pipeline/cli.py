@@ -67,13 +67,17 @@ def setup(args: argparse.Namespace) -> tuple[dict[str, Any], Dataset, torch.devi
         torch.set_num_threads(args.threads)
     spec = args.spec
     device = distributed.start(resolve_device(spec.get("device", "auto")))
-    data = spec["data"]
-    dataset = load_dataset(data["dataset"], data.get("root"), data.get("download", False),
-                           data.get("train_limit"), data.get("test_limit"))
+    dataset = load_data(spec["data"])
     print(f"data {dataset.name} ({len(dataset.train)} train, {len(dataset.test)} test, "
           f"fingerprint {dataset.fingerprint}); device {device}; threads {torch.get_num_threads()}"
           + (f"; rank {distributed.ranks().rank} of {distributed.ranks().world}" if distributed.ranks().enabled else ""))
     return spec, dataset, device
+
+
+def load_data(data: dict[str, Any]) -> Dataset:
+    """The dataset a spec's ``data`` section names."""
+    return load_dataset(data["dataset"], data.get("root"), data.get("download", False),
+                        data.get("train_limit"), data.get("test_limit"))
 
 
 def data_meta(dataset: Dataset) -> dict[str, Any]:

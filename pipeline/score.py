@@ -1,7 +1,8 @@
 """Stage 2: score every training sample with one scorer (higher = harder).
 
-Writes ``sample_index, label, score`` in canonical order, with the scorer's name, parameters and
-seed and the dataset fingerprint in the file's metadata.
+Writes ``sample_index, label, score, scorer`` in canonical order (the scorer's name as a column
+too, so that the ``scores/`` folder reads as one table), with the scorer's parameters and seed and
+the dataset fingerprint in the file's metadata.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def main(argv=None):
     bad = np.flatnonzero(~np.isfinite(scores))
     if len(bad):
         raise UserError(f"scorer {scorer.name!r} gave {len(bad)} NaN or infinite scores, first at sample indices {bad[:5].tolist()}")
-    table = pd.DataFrame({"sample_index": np.arange(len(scores)), "label": data.train.labels.numpy(), "score": scores})
+    table = pd.DataFrame({"sample_index": np.arange(len(scores)), "label": data.train.labels.numpy(), "score": scores,
+                          "scorer": scorer.name})
     write_table(table, args.output, {
         "stage": "scores", "scorer": scorer.name, "params": scorer.params_dict(), "seed": spec["seed"],
         "spec": spec, "config_hash": stable_hash(spec), "scores_hash": scores_hash(table), "device": str(device),

@@ -1,5 +1,6 @@
 """How the scorers relate: one long table with the Spearman rank correlation between every pair of
-scorers (over all training samples) and each scorer's per-class score statistics.
+scorers (over all training samples) and each scorer's per-class score statistics, and two plots
+of them: the rank correlation matrix and each scorer's score histogram per class.
 
 Columns: ``scorer, other, label, statistic, value``. Correlation rows have ``statistic =
 "spearman"`` and the second scorer in ``other`` (label null); per-class rows have ``statistic`` in
@@ -8,12 +9,14 @@ count/mean/std/min/median/max and the class in ``label`` (other null).
 from __future__ import annotations
 
 import argparse
+import json
 
 import pandas as pd
 
+from pipeline import plots
 from pipeline.cli import stage
 from pipeline.errors import UserError
-from pipeline.io import read_table, write_table
+from pipeline.io import read_table, stable_hash, write_table
 
 CLASS_STATISTICS = ["count", "mean", "std", "min", "median", "max"]
 
@@ -36,11 +39,21 @@ def summarise(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows).astype({"label": "Int64"})
 
 
+def rank_correlation(summary: pd.DataFrame) -> pd.DataFrame:
+    """The Spearman rows of the summary as a scorer x scorer matrix, in the scorers' order there."""
+    spearman = summary[summary["statistic"] == "spearman"]
+    order = list(dict.fromkeys(spearman["scorer"]))
+    return spearman.pivot(index="scorer", columns="other", values="value").loc[order, order]
+
+
 @stage
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--spec", required=True, type=json.loads, help="the experiment and its scorers as JSON")
     p.add_argument("--scores", nargs="+", required=True, help="score tables, one per scorer")
     p.add_argument("--output", required=True)
+    p.add_argument("--correlation-plot-out", required=True)
+    p.add_argument("--histograms-out", required=True)
     args = p.parse_args(argv)
     tables, fingerprints = {}, set()
     for path in args.scores:
@@ -50,9 +63,15 @@ def main(argv=None):
     if len(fingerprints) != 1:
         raise UserError(f"score tables come from different data (fingerprints {sorted(fingerprints)})")
     summary = summarise(tables)
-    write_table(summary, args.output, {"stage": "scores_summary", "scorers": sorted(tables),
-                                       "dataset_fingerprint": fingerprints.pop()})
-    print(summary[summary["statistic"] == "spearman"].pivot(index="scorer", columns="other", values="value").round(3))
+    write_table(summary, args.output, {"stage": "scores_summary", "spec": args.spec, "config_hash": stable_hash(args.spec),
+                                       "scorers": sorted(tables), "dataset_fingerprint": fingerprints.pop()})
+    correlation = rank_correlation(summary)
+    correlation.columns.name = "scorer"
+    plots.heatmaps({"Spearman rank correlation over all training samples": correlation},
+                   f"{args.spec['experiment']}: how the scorers rank the samples", "Spearman rho",
+                   args.correlation_plot_out, ".2f", limit=1.0)
+    plots.score_histograms(tables, args.histograms_out)
+    print(correlation.round(3))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Stage 3: select the kept subset for one (scorer, selector, keep fraction).
 
-Reads a score table, writes the kept canonical indices with their labels, and records the
+Reads a score table, writes the kept canonical indices with their labels and the subset's keys
+(``scorer, selector, keep_fraction``, so that the ``subsets/`` folder reads as one table), and records the
 selector, keep fraction, seed, the score table's content hash and the dataset fingerprint, so any
 student can be traced to its data.
 """
@@ -32,7 +33,8 @@ def main(argv=None):
     rng = numpy_generator(spec["seed"], "select", spec["selector"])
     kept = select_subset(spec["selector"], scores["score"].to_numpy(), scores["label"].to_numpy(),
                          spec["keep_fraction"], rng, spec["class_balanced"], spec.get("params"))
-    table = pd.DataFrame({"sample_index": kept, "label": scores["label"].to_numpy()[kept]})
+    table = pd.DataFrame({"sample_index": kept, "label": scores["label"].to_numpy()[kept], "scorer": meta["scorer"],
+                          "selector": spec["selector"], "keep_fraction": float(spec["keep_fraction"])})
     print(f"kept {len(kept)} of {len(scores)} samples ({spec['selector']} by {meta['scorer']}, f = {spec['keep_fraction']})")
     write_table(table, args.output, {
         "stage": "subsets", "scorer": meta["scorer"], "selector": spec["selector"],

@@ -52,10 +52,17 @@ def test_same_config_and_seed_give_identical_scores_and_subsets(tmp_path):
         scores_b = run_score(scorer, tmp_path / f"{scorer}_b.parquet", b)
         pd.testing.assert_frame_equal(scores_a, scores_b)
         assert list(scores_a["sample_index"]) == list(range(60))
+        assert scores_a.dtypes.map(str).to_dict() == {"sample_index": "int64", "label": "int64", "score": "float64",
+                                                      "scorer": "str"}
+        assert set(scores_a["scorer"]) == {scorer}
         kept_a = run_subset(tmp_path / f"{scorer}_a.parquet", tmp_path / f"{scorer}_subset_a.parquet")
         kept_b = run_subset(tmp_path / f"{scorer}_b.parquet", tmp_path / f"{scorer}_subset_b.parquet")
         pd.testing.assert_frame_equal(kept_a, kept_b)
         assert len(kept_a) == 30
+        # the subset's keys are columns too, so that the subsets/ folder reads as one table
+        assert kept_a.dtypes.map(str).to_dict() == {"sample_index": "int64", "label": "int64", "scorer": "str",
+                                                    "selector": "str", "keep_fraction": "float64"}
+        assert set(map(tuple, kept_a[["scorer", "selector", "keep_fraction"]].values)) == {(scorer, "hardest", 0.5)}
     other = train_teacher(tmp_path / "c", seed=1)
     assert not torch.equal(torch.load(a["logits.pt"])["logits"], torch.load(other["logits.pt"])["logits"])
 

@@ -92,7 +92,7 @@ def test_tiny_configuration_end_to_end(tmp_path):
     assert labels["teacher"].isna().all() and set(labels["alpha"]) == {0.0}
     assert summary["final_test_acc"].between(0, 1).all()
     assert (summary["best_test_acc"] >= summary["final_test_acc"]).all()
-    assert (tmp_path / "results" / "tiny" / "accuracy_vs_keep_fraction.png").stat().st_size > 10_000
+    assert (tmp_path / "results" / "tiny" / "plots" / "accuracy_vs_keep_fraction.png").stat().st_size > 10_000
 
     # the data each student saw is traceable: its subset records the scores it came from
     subset = tmp_path / "results" / "tiny" / "subsets" / "el2n" / "hardest" / "keep0.1.parquet"
@@ -103,7 +103,7 @@ def test_tiny_configuration_end_to_end(tmp_path):
     assert len(pd.read_parquet(subset)) == 60
 
     # every scorer was computed and compared: 9 x 9 rank correlations, a scorer with itself 1
-    scores_summary = pd.read_parquet(tmp_path / "results" / "tiny" / "scores" / "summary.parquet")
+    scores_summary = pd.read_parquet(tmp_path / "results" / "tiny" / "scores_summary.parquet")
     spearman = scores_summary[scores_summary["statistic"] == "spearman"]
     assert len(spearman) == 81
     assert (spearman[spearman["scorer"] == spearman["other"]]["value"] == 1.0).all()

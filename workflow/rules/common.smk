@@ -162,9 +162,10 @@ def pruned_teacher_parent(wildcards):
     return teacher_files(config["pruned_teachers"][wildcards.pruned]["teacher"])["model"]
 
 
-def student_runs():
+def student_files(name):
+    """One of every student's outputs (``run.parquet``, ``epochs.parquet``), in one fixed order."""
     return [
-        f"{RESULTS}/students/{scorer}/{selector}/keep{keep}/{distill}/seed{seed}/run.parquet"
+        f"{RESULTS}/students/{scorer}/{selector}/keep{keep}/{distill}/seed{seed}/{name}"
         for scorer, selector in SELECTIONS
         for keep in KEEPS
         for distill in config["distillation"]
@@ -172,9 +173,34 @@ def student_runs():
     ]
 
 
+def aggregate_spec():
+    return as_json({"experiment": config["experiment"], "data": config["data"], "report": config["report"]})
+
+
+def scores_summary_spec():
+    return as_json({"experiment": config["experiment"], "scorers": config["scorers"]})
+
+
+# The galleries show the subsets of the middle keep fraction, drawn from the selected scorers' scores.
+GALLERY_KEEP = list(KEEPS)[len(KEEPS) // 2]
+GALLERY_SUBSETS = [f"{RESULTS}/subsets/{scorer}/{selector}/keep{GALLERY_KEEP}.parquet" for scorer, selector in SELECTIONS]
+SELECTED_SCORES = [f"{RESULTS}/scores/{scorer}.parquet" for scorer in dict.fromkeys(s for s, _ in SELECTIONS)]
+
+PLOTS = f"{RESULTS}/plots"
+STUDY_FILES = {kind: f"{RESULTS}/study.{kind}" for kind in ("parquet", "md", "html", "png")}
+AGGREGATE_FILES = {
+    "summary": f"{RESULTS}/summary.parquet",
+    "epochs": f"{RESULTS}/epochs.parquet",
+    "accuracy_plot": f"{PLOTS}/accuracy_vs_keep_fraction.png",
+    "kd_gain_plot": f"{PLOTS}/kd_gain.png",
+    "galleries": [f"{PLOTS}/gallery/{selector}.png" for selector in config["selection"]["selectors"]],
+}
+SCORES_SUMMARY_FILES = {
+    "summary": f"{RESULTS}/scores_summary.parquet",
+    "correlation_plot": f"{PLOTS}/scorer_rank_correlation.png",
+    "histograms": f"{PLOTS}/score_histograms.png",
+}
+
+
 def get_final_output():
-    return [f"{RESULTS}/summary.parquet", f"{RESULTS}/accuracy_vs_keep_fraction.png", f"{RESULTS}/scores/summary.parquet",
-            *STUDY_FILES.values()]
-
-
-STUDY_FILES = {kind: f"{RESULTS}/study.{kind}" for kind in ("parquet", "md", "png")}
+    return [*AGGREGATE_FILES.values(), *SCORES_SUMMARY_FILES.values(), *STUDY_FILES.values()]  # (lists flattened)

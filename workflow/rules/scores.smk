@@ -48,12 +48,19 @@ rule scores:
         "--output {output:q} > {log:q} 2>&1"
 
 
-# How the scorers relate: rank correlations between every pair and per-class statistics.
+# How the scorers relate: rank correlations between every pair and per-class statistics, and
+# their plots (here rather than in the aggregate: a scorer no selector uses reruns no student plot).
 rule scores_summary:
     input:
         expand(f"{RESULTS}/scores/{{scorer}}.parquet", scorer=config["scorers"]),
     output:
-        f"{RESULTS}/scores/summary.parquet",
+        summary=SCORES_SUMMARY_FILES["summary"],
+        correlation_plot=report(SCORES_SUMMARY_FILES["correlation_plot"], caption="../report/rank_correlation.rst",
+                                category="Scores"),
+        histograms=report(SCORES_SUMMARY_FILES["histograms"], caption="../report/score_histograms.rst",
+                          category="Scores"),
+    params:
+        spec=scores_summary_spec(),
     resources:
         **CPU_JOB,
     log:
@@ -63,4 +70,5 @@ rule scores_summary:
     conda:
         "../../environment.yml"
     shell:
-        "python -m pipeline.scores_summary --scores {input:q} --output {output:q} > {log:q} 2>&1"
+        "python -m pipeline.scores_summary --spec {params.spec:q} --scores {input:q} --output {output.summary:q} "
+        "--correlation-plot-out {output.correlation_plot:q} --histograms-out {output.histograms:q} > {log:q} 2>&1"

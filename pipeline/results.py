@@ -1,0 +1,95 @@
+"""A finished experiment's results folder as pandas tables.
+
+Every function takes the folder ``results/<experiment>`` and returns one DataFrame with the
+documented columns below (pandas dtypes; ``str`` is pandas' string dtype, ``Int64`` an integer
+that may be missing). Each table is also one plain ``pd.read_parquet`` call away: ``scores/`` and
+``subsets/`` hold one file per job whose keys are columns of the file itself (the folders are not
+``key=value`` partitions: pyarrow would read such keys back as categorical strings, and refuses a
+partition that repeats a column of the files), and the aggregate stage gathers the students'
+per-job tables into ``summary.parquet`` and ``epochs.parquet``.
+
+Every file carries its provenance (the job's config, code version, dataset fingerprint):
+``provenance(path)``.
+
+>>> from pipeline import results
+>>> summary = results.summary("results/fashion_mnist_default")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.io import read_meta
+
+# What tells one student run from another: the subset (scorer, selector, keep fraction), the
+# distillation setting and the seed.
+RUN_KEYS = {"scorer": "str", "selector": "str", "keep_fraction": "float64", "distillation": "str", "seed": "int64"}
+
+SCORES = {"sample_index": "int64", "label": "int64", "score": "float64", "scorer": "str"}
+SUBSETS = {"sample_index": "int64", "label": "int64", "scorer": "str", "selector": "str", "keep_fraction": "float64"}
+SCORES_SUMMARY = {"scorer": "str", "other": "str", "label": "Int64", "statistic": "str", "value": "float64"}
+# Plus one float64 ``train_<term>`` column per term of any student's loss (``train_ce``,
+# ``train_kd``, ...), missing in the rows of runs whose loss has no such term.
+EPOCHS = {**RUN_KEYS, "epoch": "int64", "lr": "float64", "steps": "int64", "sample_steps": "int64",
+          "train_loss": "float64", "train_acc": "float64", "test_acc": "float64", "test_loss": "float64",
+          "seconds": "float64", "images_per_second": "float64"}
+SUMMARY = {
+    "experiment": "str", "dataset": "str", "teacher": "str", "teacher_test_acc": "float64",
+    "teacher_sparsity": "float64", "student": "str", "student_params": "int64", "teacher_outputs": "str",
+    **RUN_KEYS, "loss": "str",
+    "alpha": "float64", "temperature": "float64", "loss_params": "str", "budget": "str", "epochs": "int64",
+    "steps": "int64", "final_test_acc": "float64", "best_test_acc": "float64", "n_train": "int64",
+    "infobatch_ratio": "float64", "infobatch_delta": "float64", "sample_steps": "int64", "cost_fraction": "float64",
+    "train_seconds": "float64", "device": "str", "dataset_fingerprint": "str", "subset_scores_hash": "str",
+    "config_hash": "str", "config": "str", "code_version": "str",
+}
+
+
+def summary(results: str | Path) -> pd.DataFrame:
+    """One row per student run (``SUMMARY``); ``final_test_acc`` is the result, a share in [0, 1]."""
+    return _typed(pd.read_parquet(Path(results) / "summary.parquet"), SUMMARY)
+
+
+def epochs(results: str | Path) -> pd.DataFrame:
+    """One row per student run and epoch (``EPOCHS``); ``test_acc`` is missing in epochs not
+    evaluated (``train.eval_every``)."""
+    return _typed(pd.read_parquet(Path(results) / "epochs.parquet"), EPOCHS)
+
+
+def scores(results: str | Path) -> pd.DataFrame:
+    """One row per scorer and training sample (``SCORES``): higher = harder."""
+    return _typed(pd.read_parquet(Path(results) / "scores"), SCORES)
+
+
+def subsets(results: str | Path) -> pd.DataFrame:
+    """One row per subset and kept sample (``SUBSETS``)."""
+    return _typed(pd.read_parquet(Path(results) / "subsets"), SUBSETS)
+
+
+def scores_summary(results: str | Path) -> pd.DataFrame:
+    """How the scorers relate (``SCORES_SUMMARY``): Spearman rows (``statistic = "spearman"``,
+    ``other`` the second scorer, no label) and per-class rows (``count, mean, std, min, median,
+    max`` of the scores in class ``label``, no other)."""
+    return _typed(pd.read_parquet(Path(results) / "scores_summary.parquet"), SCORES_SUMMARY)
+
+
+def teacher_epochs(results: str | Path) -> pd.DataFrame:
+    """Every teacher's and pruned teacher's per-epoch metrics, with its name in ``teacher`` (a
+    pruned teacher's rows also have the pruning ``round`` they retrain after)."""
+    tables = [pd.read_parquet(path).assign(teacher=path.parent.name)
+              for path in sorted(Path(results).glob("teachers/*/epochs.parquet"))]
+    return pd.concat(tables, ignore_index=True)
+
+
+def provenance(path: str | Path) -> dict[str, Any]:
+    """What made a table: stage, the job's config (``spec``), its hash, dataset and fingerprint,
+    device, code version."""
+    return read_meta(path)
+
+
+def _typed(table: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """The documented columns in their documented types (the loss terms and any newer columns as
+    they are), so that code written against these tables does not depend on how Parquet stored them."""
+    return table.astype({name: dtype for name, dtype in columns.items() if name in table.columns})

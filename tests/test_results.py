@@ -1,0 +1,105 @@
+"""The tables and picks behind what the user reads, on hand-made inputs: the KD gain, the gallery's
+samples, the students' per-epoch table, the rank correlation matrix, the results API's stage
+folders, and the progress bar."""
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import results
+from pipeline.aggregate import every_epoch, gallery_picks, kd_gain
+from pipeline.io import write_table
+from pipeline.progress import bar, progress_bar
+from pipeline.scores_summary import rank_correlation, summarise
+
+
+def runs(rows):
+    columns = ["distillation", "teacher", "infobatch_ratio", "scorer", "selector", "keep_fraction", "final_test_acc"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_kd_gain_is_each_teacher_setting_minus_labels_only_in_points():
+    summary = runs([
+        ("labels", None, np.nan, "el2n", "hardest", 0.1, 0.50), ("labels", None, np.nan, "el2n", "hardest", 0.1, 0.60),
+        ("kd", "t", np.nan, "el2n", "hardest", 0.1, 0.70), ("kd", "t", np.nan, "el2n", "hardest", 0.1, 0.80),
+        ("labels", None, np.nan, "el2n", "hardest", 0.5, 0.80), ("kd", "t", np.nan, "el2n", "hardest", 0.5, 0.85),
+        ("kd_ib", "t", 0.5, "el2n", "hardest", 0.1, 0.50), ("kd_ib", "t", 0.5, "el2n", "hardest", 0.5, 0.90),
+        # labels only with InfoBatch is not the baseline
+        ("labels_ib", None, 0.5, "el2n", "hardest", 0.1, 0.99), ("labels_ib", None, 0.5, "el2n", "hardest", 0.5, 0.99),
+    ])
+    gains = kd_gain(summary)
+    assert list(gains) == ["kd minus labels", "kd_ib minus labels"]
+    # kd: (75 - 55, 85 - 80); kd_ib: (50 - 55, 90 - 80)
+    assert gains["kd minus labels"].loc[("el2n", "hardest")].tolist() == pytest.approx([20.0, 5.0])
+    assert gains["kd_ib minus labels"].loc[("el2n", "hardest")].tolist() == pytest.approx([-5.0, 10.0])
+    assert gains["kd minus labels"].columns.tolist() == [0.1, 0.5]
+
+
+def test_kd_gain_is_empty_without_a_labels_only_setting():
+    assert kd_gain(runs([("kd", "t", np.nan, "el2n", "hardest", 0.1, 0.7)])) == {}
+
+
+def test_gallery_picks_hardest_medium_easiest_of_kept_and_pruned():
+    scores = pd.DataFrame({"sample_index": range(6), "label": [0, 0, 0, 0, 0, 1],
+                           "score": [0.1, 0.9, 0.5, 0.3, 0.7, 0.2]})
+    picks = gallery_picks(scores, np.array([1, 4, 2, 5]), [0, 1])
+    # class 0 kept by score 1 (0.9), 4 (0.7), 2 (0.5); pruned 3 (0.3), 0 (0.1): medium = position n // 2
+    # class 1: only sample 5, kept; nothing pruned
+    assert picks[["label", "group", "rank", "sample_index"]].values.tolist() == [
+        [0, "kept", "hardest", 1], [0, "kept", "medium", 4], [0, "kept", "easiest", 2],
+        [0, "pruned", "hardest", 3], [0, "pruned", "medium", 0], [0, "pruned", "easiest", 0],
+        [1, "kept", "hardest", 5], [1, "kept", "medium", 5], [1, "kept", "easiest", 5],
+    ]
+    assert picks["score"].iloc[0] == 0.9
+
+
+def test_every_epoch_puts_the_run_keys_in_front_and_unites_the_loss_terms():
+    run = {"scorer": "el2n", "selector": "hardest", "keep_fraction": 0.1, "seed": 0, "final_test_acc": 0.5}
+    labels = pd.DataFrame([{**run, "distillation": "labels"}])
+    kd = pd.DataFrame([{**run, "distillation": "kd"}])
+    history = pd.DataFrame({"epoch": [1, 2], "train_ce": [2.0, 1.0]})
+    table = every_epoch([kd, labels], [history.assign(train_kd=[0.5, 0.25]), history])
+    assert table.columns.tolist() == [*results.RUN_KEYS, "epoch", "train_ce", "train_kd"]
+    # sorted by the keys: kd before labels
+    assert table[["distillation", "epoch"]].values.tolist() == [["kd", 1], ["kd", 2], ["labels", 1], ["labels", 2]]
+    assert table["train_kd"].tolist()[:2] == [0.5, 0.25] and table["train_kd"].iloc[2:].isna().all()
+
+
+def test_rank_correlation_matrix_from_the_summary():
+    tables = {name: pd.DataFrame({"sample_index": range(4), "label": [0, 0, 1, 1], "score": score})
+              for name, score in [("a", [1.0, 2.0, 3.0, 4.0]), ("b", [4.0, 3.0, 2.0, 1.0]), ("c", [1.0, 2.0, 4.0, 3.0])]}
+    matrix = rank_correlation(summarise(tables))
+    # Spearman of ranks (1 2 3 4) and (1 2 4 3): 1 - 6 * (0 + 0 + 1 + 1) / (4 * 15) = 0.8
+    assert matrix.index.tolist() == matrix.columns.tolist() == ["a", "b", "c"]
+    assert matrix.to_numpy() == pytest.approx(np.array([[1, -1, 0.8], [-1, 1, -0.8], [0.8, -0.8, 1]]))
+
+
+def test_stage_folders_read_as_one_typed_table(tmp_path):
+    for scorer, score in [("el2n", [0.5, 0.25]), ("random", [0.1, 0.9])]:
+        table = pd.DataFrame({"sample_index": [0, 1], "label": [3, 4], "score": score, "scorer": scorer})
+        write_table(table, tmp_path / "scores" / f"{scorer}.parquet", {"stage": "scores"})
+    table = results.scores(tmp_path)
+    assert table.dtypes.map(str).to_dict() == results.SCORES
+    assert table[["scorer", "score"]].values.tolist() == [["el2n", 0.5], ["el2n", 0.25], ["random", 0.1], ["random", 0.9]]
+    assert results.provenance(tmp_path / "scores" / "el2n.parquet")["stage"] == "scores"
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal():
+    log = io.StringIO()
+    assert list(progress_bar(range(3), 3, "epoch 1/2", log)) == [0, 1, 2]
+    assert log.getvalue() == ""  # a log file keeps its one line per epoch
+    terminal = Terminal()
+    assert list(progress_bar(range(3), 3, "epoch 1/2", terminal)) == [0, 1, 2]
+    text = terminal.getvalue()
+    assert "epoch 1/2 [" + "#" * 30 + "] 3/3, 0s left" in text and text.endswith("\r\033[K")
+
+
+def test_bar_shows_the_share_done_and_the_time_left():
+    # 1 of 4 steps in 2 s: 8 of 30 characters (7.5 rounded to even), 3 steps x 2 s left
+    assert bar("scoring", 1, 4, 2.0) == "scoring [" + "#" * 8 + " " * 22 + "] 1/4, 6s left"

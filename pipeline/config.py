@@ -134,6 +134,13 @@ def _check_components(config: dict[str, Any]) -> None:
             raise UserError(f"config error in {where}: loss {setting['loss']!r} uses no teacher; remove 'teacher'")
         if setting["shape_student"] and not loss.needs_teacher:
             raise UserError(f"config error in {where}: shape_student needs a teacher to shape the student from")
+        if setting["cached_views"] and (not loss.needs_teacher or loss.teacher_layers):
+            why = "uses no teacher" if not loss.needs_teacher else "reads teacher features, which the cache does not hold"
+            raise UserError(f"config error in {where}: cached_views needs a loss that reads only the teacher's logits; "
+                            f"loss {setting['loss']!r} {why}")
+        if setting["cached_views"] and not config["student"]["train"].get("augment", True):
+            raise UserError(f"config error in {where}: cached_views caches augmented views, but student.train.augment "
+                            "is false; use online KD (cached_views: null) without augmentation")
         _check_models(config, setting, loss, where)
         setting.update(_loss_params(setting["loss"], params))
         if "infobatch" in setting:
@@ -142,7 +149,8 @@ def _check_components(config: dict[str, Any]) -> None:
 
 def loss_parameters(setting: dict[str, Any]) -> dict[str, Any]:
     """The loss's own parameters in a distillation setting (everything but its other keys)."""
-    return {k: v for k, v in setting.items() if k not in ("name", "loss", "teacher", "infobatch", "shape_student")}
+    return {k: v for k, v in setting.items()
+            if k not in ("name", "loss", "teacher", "infobatch", "shape_student", "cached_views")}
 
 
 def base_teacher(config: dict[str, Any], name: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from pipeline.models import build_model
 from pipeline.models.shaping import shaped_model_args
 from pipeline.params import parse_params
 from pipeline.seeding import seeded_init
+from pipeline.teacher_views import load_teacher_views
 from pipeline.train import TrainConfig, fit
 
 
@@ -32,6 +33,7 @@ def main(argv=None):
     p.add_argument("--subset", required=True)
     p.add_argument("--teacher", default=None, help="teacher checkpoint, for losses that need one")
     p.add_argument("--teacher-class-std", default=None, help="the teacher's class_logit_std.parquet (MDSLR reshaping)")
+    p.add_argument("--teacher-views", default=None, help="the teacher's cached views<K>.pt, for cached_views: K")
     p.add_argument("--epochs-out", required=True)
     p.add_argument("--run-out", required=True)
     p.add_argument("--model-out", required=True)
@@ -63,8 +65,16 @@ def main(argv=None):
     with seeded_init(seed, "init"):
         model = build_model(model_name, data.num_classes, data.in_channels, **model_args)
     indices = torch.tensor(subset["sample_index"].to_numpy(), dtype=torch.long)
-    resume = resume_folder(args, spec, [args.subset, args.teacher, args.teacher_class_std])
-    history = fit(model, data, indices, cfg, seed=seed, device=device, loss=loss, teacher=teacher,
+    teacher_views = None
+    if distill["cached_views"]:
+        if args.teacher_views is None:
+            raise UserError(f"distillation {distill['name']!r} reads cached teacher views and needs --teacher-views")
+        teacher_views = load_teacher_views(args.teacher_views, data.fingerprint)
+        if len(teacher_views) != distill["cached_views"]:
+            raise UserError(f"{args.teacher_views} holds {len(teacher_views)} views, not cached_views {distill['cached_views']}")
+    resume = resume_folder(args, spec, [args.subset, args.teacher, args.teacher_class_std, args.teacher_views])
+    history = fit(model, data, indices, cfg, seed=seed, device=device, loss=loss,
+                  teacher=None if teacher_views is not None else teacher, teacher_views=teacher_views,
                   infobatch=infobatch, resume=resume)
     if not ranks().is_main:
         return
@@ -79,6 +89,7 @@ def main(argv=None):
         "teacher": distill.get("teacher"),
         "teacher_test_acc": teacher_acc,
         "teacher_sparsity": teacher_spec.get("sparsity", 0.0) if teacher is not None else float("nan"),
+        "teacher_outputs": None if teacher is None else f"cached, {len(teacher_views)} views" if teacher_views else "online",
         "student": f"{model_name}_shaped_from_{distill['teacher']}" if distill.get("shape_student")
         else model_name + _args_suffix(model_args),
         "student_params": sum(p.numel() for p in model.parameters()),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 import torch
@@ -26,6 +26,9 @@ from pipeline.losses import DistillLoss
 from pipeline.features import LayerOutputs
 from pipeline.resume import Preempted, ResumeFolder, StopSignal
 from pipeline.seeding import seeded_init, torch_generator
+
+if TYPE_CHECKING:
+    from pipeline.teacher_views import TeacherViews
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ def fit(
     dynamics: Dynamics | None = None,
     infobatch: InfoBatchConfig | None = None,
     after_step: Callable[[], None] | None = None,
+    teacher_views: "TeacherViews | None" = None,
     resume: ResumeFolder | None = None,
     resume_part: str = "",
     log: Callable[[str], None] = print,
@@ -141,7 +145,9 @@ def fit(
     loss learns (VID's regressors) are trained with the model, initialised from ``seed``. With
     ``infobatch`` each epoch trains on InfoBatch's share of ``indices`` (``sample_steps`` per row
     counts the samples actually trained on). ``after_step`` runs after every optimizer step (the
-    pruning masks use it to keep pruned weights at zero).
+    pruning masks use it to keep pruned weights at zero). With ``teacher_views`` (cached teacher
+    outputs, ``pipeline.teacher_views``) epoch e trains on the cached view e mod K of every sample
+    and takes the teacher's logits from the cache: no teacher forward pass.
 
     With ``resume``, the whole training state is saved at the start of every ``resume.every``-th
     epoch and, on SIGTERM, after the current step (then ``Preempted`` is raised); a call that
@@ -152,8 +158,10 @@ def fit(
     its share of each batch; gradients are averaged by DistributedDataParallel, and metrics and
     dynamics are summed over ranks. Each epoch leaves out fewer than world-size samples (the last
     of its permutation) so that every rank takes the same number of steps."""
-    if loss.needs_teacher and teacher is None:
+    if loss.needs_teacher and teacher is None and teacher_views is None:
         raise UserError(f"loss {type(loss).__name__} needs a teacher")
+    if teacher_views is not None and loss.teacher_layers:
+        raise UserError(f"loss {type(loss).__name__} reads the teacher's features, which cached teacher views do not hold")
     if infobatch is not None and cfg.steps is not None:
         raise UserError("infobatch prunes passes over the data; use an epochs budget (train.steps: null) with it")
     group = ranks()
@@ -191,6 +199,10 @@ def fit(
     prune_rng = torch_generator(seed, "infobatch")
     pruning = InfoBatch(infobatch, len(data.train), epochs, device) if infobatch else None
     augment = data.augment if cfg.augment else None
+    if teacher_views is not None:
+        if augment is None:
+            raise UserError("cached teacher views are augmented views; they need cfg.augment")
+        teacher_views = teacher_views.to(device)
     run = _RunState(epoch=0, step=0, global_step=0, rows=[])
     saved = resume.load("fit", resume_part) if resume else None
     if saved is not None:
@@ -215,8 +227,9 @@ def fit(
                 permuted = permuted[: len(permuted) - len(permuted) % group.world][group.rank :: group.world]
             steps = math.ceil(len(permuted) / batch_size)
             epoch_start = time.perf_counter() - run.epoch_seconds
+            cached = teacher_views.view(epoch % len(teacher_views)) if teacher_views is not None else None
             for step, (x, y, idx) in enumerate(progress_bar(data.train.batches(
-                permuted, batch_size, device=device, augment=augment, augment_rng=augment_rng
+                permuted, batch_size, device=device, augment=augment, augment_rng=augment_rng, views=cached
             ), steps, f"epoch {epoch + 1}/{epochs}")):
                 if step < run.step:  # trained before the interruption: drawn again to replay the streams
                     continue
@@ -230,7 +243,9 @@ def fit(
                 with autocast:
                     logits = forward(x)
                     teacher_logits = None
-                    if teacher is not None:
+                    if teacher_views is not None:
+                        teacher_logits = teacher_views.logits[epoch % len(teacher_views), idx].float()
+                    elif teacher is not None:
                         with teacher_mode():
                             teacher_logits = teacher(x)
                         teacher_logits = teacher_logits.float()  # (a normal tensor again, if made in inference mode)

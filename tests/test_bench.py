@@ -14,6 +14,7 @@ def test_bench_writes_every_measure(tmp_path, capsys):
     assert set(table["measure"]) == {
         "train_images_per_second", "stock_loader_images_per_second", "train_speedup_over_stock_loader",
         "labels_only_images_per_second", "kd_online_images_per_second", "kd_online_step_cost_over_labels_only",
+        "teacher_views_seconds", "kd_cached_images_per_second", "kd_cached_speedup_over_online",
         "subset_train_seconds", "subset_time_share_of_full", "scoring_images_per_second", "train_flops_per_second",
     }  # no share of the bf16 peak on a CPU
     assert (table["value"] > 0).all()
@@ -21,6 +22,7 @@ def test_bench_writes_every_measure(tmp_path, capsys):
     assert sorted(shares.index) == [0.1, 0.3, 0.5, 1.0] and shares[1.0] == 1.0
     speedup = table.set_index("measure")["value"]
     assert speedup["train_speedup_over_stock_loader"] == speedup["train_images_per_second"] / speedup["stock_loader_images_per_second"]
+    assert speedup["kd_cached_speedup_over_online"] == speedup["kd_cached_images_per_second"] / speedup["kd_online_images_per_second"]
     assert table["device"].nunique() == 1 and table["device"].iloc[0].startswith("cpu")
     assert read_meta(out)["args"]["samples"] == 96
     assert "train_speedup_over_stock_loader" in capsys.readouterr().out

@@ -20,7 +20,7 @@ def test_default_config_validates_and_fills_defaults():
     assert config["student"]["train"]["epochs"] == 20  # from the file
     assert config["scorers"]["forgetting"] == {"never_learned": "max"}
     assert config["distillation"]["kd"] == {"loss": "kd", "teacher": "cnn32", "alpha": 0.9, "temperature": 4,
-                                            "reshape": False, "shape_student": False}
+                                            "reshape": False, "shape_student": False, "cached_views": None}
     assert config["data"]["train_limit"] is None
     assert config["selection"]["class_balanced"] is True
 
@@ -75,6 +75,10 @@ BAD = [
     ("distillation.vid", {"loss": "vid", "teacher": "cnn32"}, "vid needs student_layers and teacher_layers of the same non-zero length"),
     ("distillation.dkd", {"loss": "dkd", "teacher": "cnn32", "nckd_weight": -8}, "dkd nckd_weight must be >= 0, got -8"),
     ("distillation.labels.shape_student", True, "distillation.labels: shape_student needs a teacher to shape the student from"),
+    ("distillation.labels.cached_views", 4, "distillation.labels: cached_views needs a loss that reads only the teacher's logits; loss 'ce' uses no teacher"),
+    ("distillation.vid", {"loss": "vid", "teacher": "cnn32", "student_layers": ["features.6"], "teacher_layers": ["features.6"], "cached_views": 4},
+     "loss 'vid' reads teacher features, which the cache does not hold"),
+    ("distillation.kd.cached_views", 0, "config error in distillation.kd.cached_views: 0 is less than the minimum of 1"),
     ("pruned_teachers", {"p": {"teacher": "cnn32", "rounds": 2, "rate": 1.5}}, "config error in pruned_teachers.p.rate: 1.5 is outside (0, 1)"),
     ("pruned_teachers", {"p": {"teacher": "cnn32", "rounds": 2, "rate": 0}}, "config error in pruned_teachers.p.rate: 0 is outside (0, 1)"),
     ("pruned_teachers", {"p": {"teacher": "ghost", "rounds": 2}}, "pruned_teachers.p.teacher: teacher 'ghost' is not defined; defined: cnn32, p"),
@@ -96,6 +100,14 @@ def test_bad_config_is_one_clear_line(path, value, message):
     text = str(error.value)
     assert message in text
     assert "\n" not in text
+
+
+def test_cached_views_without_augmentation_is_refused():
+    config = copy.deepcopy(DEFAULT)
+    config["distillation"]["kd"]["cached_views"] = 4
+    config["student"]["train"]["augment"] = False
+    with pytest.raises(UserError, match="distillation.kd: cached_views caches augmented views, but student.train.augment is false"):
+        validate_config(config)
 
 
 def test_missing_config_file():

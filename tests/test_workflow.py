@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from pipeline.io import read_meta
 
@@ -132,7 +133,13 @@ def test_distillation_variants_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     results = tmp_path / "results" / "tiny_distill"
     summary = pd.read_parquet(results / "summary.parquet").set_index("distillation")
-    assert sorted(summary.index) == ["dkd", "kd_pruned", "kd_pruned_shaped", "kd_reshaped", "labels", "vid"]
+    assert sorted(summary.index) == ["dkd", "kd_cached", "kd_pruned", "kd_pruned_shaped", "kd_reshaped", "labels", "vid"]
+    # KD from the pruned teacher's cached views: 2 views of the 600 samples, made once
+    assert summary.loc["kd_cached", "teacher_outputs"] == "cached, 2 views"
+    assert summary.loc["kd_pruned", "teacher_outputs"] == "online"
+    assert pd.isna(summary.loc["labels", "teacher_outputs"])
+    views = torch.load(results / "teachers" / "r20_s49" / "views2.pt", weights_only=True)
+    assert views["logits"].shape == (2, 600, 10) and views["teacher"] == "r20_s49"
 
     # the pruned chain: 2 rounds then 1 more at 20 % of the remaining weights -> 1 - 0.8^3
     rounds = pd.read_parquet(results / "teachers" / "r20_s49" / "rounds.parquet")

@@ -77,10 +77,13 @@ class FolderSplit:
             return T.Compose([T.RandomResizedCrop(s), T.RandomHorizontalFlip(), T.PILToTensor()])
         return T.Compose([T.Resize(round(s * 256 / 224)), T.CenterCrop(s), T.PILToTensor()])
 
-    def batches(self, indices, batch_size, *, device, order=None, augment=None, augment_rng=None):
+    def batches(self, indices, batch_size, *, device, order=None, augment=None, augment_rng=None, views=None):
         """Yield batches of ``indices`` (shuffled with ``order`` when given, exactly as
         ``TensorSplit.batches`` does), normalised on ``device``. The last batch may be smaller."""
         from torch.utils.data import DataLoader, Subset
+
+        if views is not None:
+            raise UserError("ImageNet is streamed with random views; cached teacher views need a dataset held in memory")
 
         if order is not None:
             indices = indices[torch.randperm(len(indices), generator=order)]

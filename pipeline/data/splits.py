@@ -39,6 +39,7 @@ class Split(Protocol):
         order: torch.Generator | None = None,
         augment: Augment | None = None,
         augment_rng: torch.Generator | None = None,
+        views: "Views | None" = None,
     ) -> Iterator[Batch]: ...
 
     def head(self, n: int) -> "Split": ...
@@ -81,10 +82,11 @@ class TensorSplit:
             self._on_device[device] = (self.images.to(device), self.labels.to(device))
         return self._on_device[device]
 
-    def batches(self, indices, batch_size, *, device, order=None, augment=None, augment_rng=None):
+    def batches(self, indices, batch_size, *, device, order=None, augment=None, augment_rng=None, views=None):
         """Yield batches of ``indices`` (shuffled with ``order`` when given), gathered, augmented
         and normalised on ``device`` from the split held there. The last batch may be smaller: no
-        sample is silently dropped."""
+        sample is silently dropped. With ``views`` (one per sample of the split), each sample gets
+        its fixed view instead of a random one."""
         if order is not None:
             indices = indices[torch.randperm(len(indices), generator=order)]
         images, labels = self.on(device)
@@ -95,28 +97,54 @@ class TensorSplit:
             idx = indices[start : start + batch_size]
             x = images[idx]
             if augment is not None:
-                x = augment_batch(x, augment, augment_rng)
+                x = apply_views(x, augment, views[idx] if views is not None else random_views(len(x), augment, augment_rng))
             yield x.float().div_(255).sub_(mean).div_(std), labels[idx], idx
 
 
-def augment_batch(x: torch.Tensor, augment: Augment, rng: torch.Generator | None) -> torch.Tensor:
-    """Per-sample random crop (of the zero-padded image) and flip for a whole uint8 batch, done
-    with tensor ops on the batch's device. The random draws come from the (CPU) generator ``rng``,
-    so a run's augmentations are the same on every device."""
+@dataclass(frozen=True)
+class Views:
+    """Fixed augmentations, one per sample: the offsets of its crop in the padded image
+    (``crop``, (N, 2) as rows, columns) and whether it is flipped (``flip``, (N,))."""
+
+    crop: torch.Tensor
+    flip: torch.Tensor
+
+    def __getitem__(self, idx: torch.Tensor) -> "Views":
+        return Views(self.crop[idx], self.flip[idx])
+
+    def to(self, device: torch.device) -> "Views":
+        return Views(self.crop.to(device), self.flip.to(device))
+
+
+def random_views(n: int, augment: Augment, rng: torch.Generator | None) -> Views:
+    """Random crop offsets and flips of ``n`` samples (on the CPU, so a seed gives the same views
+    on every device)."""
+    p = augment.crop_padding
+    dy = torch.randint(0, 2 * p + 1, (n,), generator=rng) if p > 0 else torch.zeros(n, dtype=torch.long)
+    dx = torch.randint(0, 2 * p + 1, (n,), generator=rng) if p > 0 else torch.zeros(n, dtype=torch.long)
+    flip = torch.rand(n, generator=rng) < 0.5 if augment.flip else torch.zeros(n, dtype=torch.bool)
+    return Views(torch.stack([dy, dx], 1), flip)
+
+
+def apply_views(x: torch.Tensor, augment: Augment, views: Views) -> torch.Tensor:
+    """Crop (of the zero-padded image) and flip a whole uint8 batch with tensor ops on its device."""
     n, _, h, w = x.shape
     p, device = augment.crop_padding, x.device
     if p > 0:
+        crop = views.crop.to(device)
         padded = F.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=rng).to(device)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=rng).to(device)
-        rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :]
+        rows = (crop[:, 0, None] + torch.arange(h, device=device))[:, None, :, None]
+        cols = (crop[:, 1, None] + torch.arange(w, device=device))[:, None, None, :]
         x = padded[torch.arange(n, device=device)[:, None, None, None],
                    torch.arange(x.shape[1], device=device)[None, :, None, None], rows, cols]
     if augment.flip:
-        flip = (torch.rand(n, generator=rng) < 0.5).to(device)
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        x = torch.where(views.flip.to(device)[:, None, None, None], x.flip(-1), x)
     return x
+
+
+def augment_batch(x: torch.Tensor, augment: Augment, rng: torch.Generator | None) -> torch.Tensor:
+    """Per-sample random crop and flip of a whole uint8 batch."""
+    return apply_views(x, augment, random_views(len(x), augment, rng))
 
 
 @dataclass

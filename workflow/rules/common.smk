@@ -48,6 +48,8 @@ def choice(names):
 wildcard_constraints:
     teacher=choice(config["teachers"]),
     pruned=choice(config["pruned_teachers"]),
+    viewed=choice([*config["teachers"], *config["pruned_teachers"]]),
+    views=r"\d+",
     scorer=choice(config["scorers"]),
     selector=choice(config["selection"]["selectors"]),
     keep=choice(KEEPS),
@@ -76,6 +78,12 @@ def teacher_spec(wildcards):
 def pruned_teacher_spec(wildcards):
     pruning = without(config["pruned_teachers"][wildcards.pruned], "threads")
     return as_json({**common_spec(), "name": wildcards.pruned, "pruning": pruning})
+
+
+def teacher_views_spec(wildcards):
+    scoring = config["scoring"]
+    return as_json({**common_spec(), "teacher": wildcards.viewed, "views": int(wildcards.views),
+                    "batch_size": scoring["batch_size"]})
 
 
 def proxy_spec(wildcards):
@@ -146,16 +154,28 @@ def score_arguments(wildcards, input):
     return " ".join(parts)
 
 
+def teacher_views_file(name, views):
+    return f"{RESULTS}/teachers/{name}/views{views}.pt"
+
+
 def student_teacher(wildcards):
-    """The student's teacher checkpoint and class statistics, for settings that name a teacher."""
-    name = config["distillation"][wildcards.distill].get("teacher")
-    return {"teacher": teacher_files(name)["model"], "class_std": teacher_files(name)["class_std"]} if name else {}
+    """The student's teacher checkpoint and class statistics, for settings that name a teacher,
+    and the teacher's cached views for settings that read them."""
+    distill = config["distillation"][wildcards.distill]
+    name = distill.get("teacher")
+    if not name:
+        return {}
+    files = {"teacher": teacher_files(name)["model"], "class_std": teacher_files(name)["class_std"]}
+    if distill["cached_views"]:
+        files["views"] = teacher_views_file(name, distill["cached_views"])
+    return files
 
 
 def student_teacher_arguments(wildcards, input):
     if "teacher" not in input.keys():
         return ""
-    return f"--teacher {shlex.quote(input.teacher)} --teacher-class-std {shlex.quote(input.class_std)}"
+    views = f" --teacher-views {shlex.quote(input.views)}" if "views" in input.keys() else ""
+    return f"--teacher {shlex.quote(input.teacher)} --teacher-class-std {shlex.quote(input.class_std)}" + views
 
 
 def pruned_teacher_parent(wildcards):

@@ -60,11 +60,17 @@ def scoring_runtime(wildcards):
     return runtime_minutes(sum(3 * forward_flops(m) * N_TRAIN for m in models))
 
 
+def teacher_views_runtime(wildcards):
+    """K forward passes of the teacher over the training set."""
+    return runtime_minutes(int(wildcards.views) * forward_flops(base_teacher(config, wildcards.viewed)) * N_TRAIN)
+
+
 def student_runtime(wildcards):
     distill = config["distillation"][wildcards.distill]
     teacher = base_teacher(config, distill["teacher"]) if "teacher" in distill else None
     student = {**config["student"], **({"model": teacher["model"], "model_args": teacher["model_args"]} if distill["shape_student"] else {})}
-    return training_minutes(student, round(KEEPS[wildcards.keep] * N_TRAIN), teacher)
+    forward_teacher = None if distill.get("cached_views") else teacher  # cached: no teacher forward pass
+    return training_minutes(student, round(KEEPS[wildcards.keep] * N_TRAIN), forward_teacher)
 
 
 # Selection and aggregation read tables only.

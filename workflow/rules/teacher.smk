@@ -54,3 +54,28 @@ rule prune_teacher:
         "--model-out {output.model:q} --epochs-out {output.epochs:q} --rounds-out {output.rounds:q} "
         "--logits-out {output.logits:q} --class-std-out {output.class_std:q} "
         "--resume {RESULTS}/teachers/{wildcards.pruned}/resume --checkpoint-every {CHECKPOINT_EVERY} > {log:q} 2>&1"
+
+
+# Cached teacher outputs (distillation settings with cached_views: K): the teacher's logits on K
+# fixed augmented views of every training sample, computed once and read by all its students.
+rule teacher_views:
+    input:
+        teacher=f"{RESULTS}/teachers/{{viewed}}/model.pt",
+    output:
+        f"{RESULTS}/teachers/{{viewed}}/views{{views}}.pt",
+    params:
+        spec=teacher_views_spec,
+    threads: config["scoring"]["threads"]
+    resources:
+        gpu=GPU,
+        mem_mb=HOST_MEM_MB,
+        runtime=teacher_views_runtime,
+    log:
+        f"{LOGS}/teachers/{{viewed}}_views{{views}}.log",
+    benchmark:
+        f"{BENCHMARKS}/teachers/{{viewed}}_views{{views}}.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m pipeline.teacher_views --spec {params.spec:q} --threads {threads} "
+        "--teacher {input.teacher:q} --output {output:q} > {log:q} 2>&1"

@@ -6,16 +6,18 @@ the dataset fingerprint in the file's metadata.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from pipeline.cli import data_meta, parser, setup, stage
 from pipeline.errors import UserError
 from pipeline.io import stable_hash, write_table
-from pipeline.scorers import ScoringContext, build_scorer
+from pipeline.scorers import Scorer, ScoringContext, build_scorer
 
 
 @stage
@@ -32,7 +34,7 @@ def main(argv=None):
     ctx = ScoringContext(data, spec["seed"], device, spec["batch_size"],
                          teacher_path=_path(args.teacher), dynamics_path=_path(args.dynamics),
                          teacher_logits_path=_path(args.teacher_logits), proxy_paths=[Path(p) for p in args.proxies])
-    scores = np.asarray(scorer.score(ctx), dtype=np.float64)
+    scores, batch_size = score_at_largest_batch(scorer, ctx)
     if scores.shape != (len(data.train),):
         raise UserError(f"scorer {scorer.name!r} returned shape {scores.shape}, expected ({len(data.train)},)")
     bad = np.flatnonzero(~np.isfinite(scores))
@@ -43,8 +45,24 @@ def main(argv=None):
     write_table(table, args.output, {
         "stage": "scores", "scorer": scorer.name, "params": scorer.params_dict(), "seed": spec["seed"],
         "spec": spec, "config_hash": stable_hash(spec), "scores_hash": scores_hash(table), "device": str(device),
+        "batch_size_used": batch_size,
         **data_meta(data),
     })
+
+
+def score_at_largest_batch(scorer: Scorer, ctx: ScoringContext) -> tuple[np.ndarray, int]:
+    """The scores, at the largest batch that fits: ``scoring.batch_size``, halved after each CUDA
+    out-of-memory error (scores do not depend on the batch: models score in eval mode)."""
+    while True:
+        try:
+            return np.asarray(scorer.score(ctx), dtype=np.float64), ctx.batch_size
+        except torch.cuda.OutOfMemoryError:
+            if ctx.batch_size == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            print(f"batch {ctx.batch_size} does not fit in GPU memory; scoring again at {ctx.batch_size // 2}")
+            ctx = dataclasses.replace(ctx, batch_size=ctx.batch_size // 2)
 
 
 def _path(value: str | None) -> Path | None:

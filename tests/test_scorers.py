@@ -256,3 +256,31 @@ def test_unknown_scorer_lists_known():
         build_scorer("el2m")
     assert "known: " + ", ".join(SCORERS.names()) in str(info.value)
     assert {"el2n", "forgetting", "random", "teacher_ce"} <= set(SCORERS.names())
+
+
+
+class _FitsBelow(SCORERS.get("random")):
+    """The random scorer, out of GPU memory at batches above ``fits``; records the batches tried."""
+
+    def __init__(self, fits):
+        super().__init__("random")
+        self.fits, self.tried = fits, []
+
+    def score(self, ctx):
+        self.tried.append(ctx.batch_size)
+        if ctx.batch_size > self.fits:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return super().score(ctx)
+
+
+def test_scoring_halves_the_batch_until_it_fits(data):
+    from pipeline.score import score_at_largest_batch
+
+    scorer = _FitsBelow(8)
+    scores, batch = score_at_largest_batch(scorer, replace(context(data), batch_size=50))
+    assert scorer.tried == [50, 25, 12, 6] and batch == 6
+    np.testing.assert_array_equal(scores, build_scorer("random").score(context(data)))
+    never = _FitsBelow(0)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        score_at_largest_batch(never, replace(context(data), batch_size=4))
+    assert never.tried == [4, 2, 1]

@@ -1,5 +1,6 @@
 """The tiny configuration end to end on a real SLURM, through the profile users get
-(`snakemake --profile slurm`), with only what a one-node test cluster needs overridden.
+(`snakemake --profile slurm`), with only what a one-node test cluster needs overridden; and a
+training job signalled as at a time limit, resubmitted by the profile, resuming its saved state.
 
 The cluster (tests/slurm/cluster-up.sh) is one node on localhost with fake GPUs, started for this
 module and stopped after it, by PID, whatever happens in between. Where SLURM is missing it is
@@ -276,3 +277,48 @@ def test_tiny_configuration_through_the_slurm_profile(slurm_cluster, tmp_path):
     # the teacher's SLURM log is the job's own Snakemake, which ran the teacher rule
     teacher_log = next((work / ".snakemake" / "slurm_logs" / "rule_teacher").rglob(f"{by_rule['rule_teacher'][0]}.log"))
     assert "rule teacher:" in teacher_log.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION_MNIST.exists(),
+                    reason="needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
+def test_a_job_signalled_like_at_its_time_limit_is_resubmitted_and_resumes(slurm_cluster, tmp_path):
+    """A teacher job gets SIGTERM from SLURM mid-training (what a time limit or a preemption sends
+    before the kill): it saves its state and fails; the profile's retries resubmit it, and the new
+    job continues from the saved state to the end."""
+    profile = make_profile(tmp_path / "profile", students_per_job=1)
+    config = yaml.safe_load((REPO / "tests" / "configs" / "reruns.yaml").read_text())
+    epochs = 30  # about 15 s of training: the signal comes during the second epoch, long before the end
+    config.update(experiment="preempt", device="auto", data={"dataset": "fashion_mnist", "train_limit": 6000, "test_limit": 200})
+    config["teachers"]["t4"]["train"]["epochs"] = epochs
+    (tmp_path / "preempt.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(REPO)}
+    command = ["timeout", "-s", "KILL", "600", sys.executable, "-m", "snakemake",
+               "--profile", str(profile), "--configfile", str(tmp_path / "preempt.yaml"), "--directory", str(work),
+               "-s", str(REPO / "workflow" / "Snakefile"), "results/preempt/teachers/t4/model.pt"]
+    with open(tmp_path / "snakemake.log", "w") as out:
+        run = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+        saved = work / "results" / "preempt" / "teachers" / "t4" / "resume" / "fit.pt"
+        deadline = time.monotonic() + 300
+        while not saved.exists():  # the job has trained an epoch and saved its state
+            assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "snakemake.log").read_text()[-3000:]
+            time.sleep(0.2)
+        first = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30).stdout.split()
+        assert len(first) == 1, first
+        subprocess.run(["scancel", "--signal=TERM", first[0]], check=True, timeout=30)
+        returncode = run.wait(timeout=600)
+    output = (tmp_path / "snakemake.log").read_text()
+    assert returncode == 0, output[-5000:]
+
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", output)
+    assert len(submitted) == 2 and submitted[0] == first[0], submitted  # the job, then its resubmission
+    jobcomp = parse_jobcomp(slurm_cluster["log"] / "jobcomp.txt")
+    assert jobcomp[submitted[0]]["JobState"] == "FAILED" and jobcomp[submitted[1]]["JobState"] == "COMPLETED"
+    log = (work / "logs" / "preempt" / "teachers" / "t4.log").read_text()  # the second job's
+    assert "resume: continuing from" in log
+    history = pd.read_parquet(work / "results" / "preempt" / "teachers" / "t4" / "epochs.parquet")
+    assert history["epoch"].tolist() == list(range(1, epochs + 1))
+    assert not saved.parent.exists()  # the finished job removed its saved state

@@ -97,7 +97,7 @@ class TensorSplit:
             idx = indices[start : start + batch_size]
             x = images[idx]
             if augment is not None:
-                x = apply_views(x, augment, views[idx] if views is not None else random_views(len(x), augment, augment_rng))
+                x = apply_views(x, augment, views[idx]) if views is not None else augment_batch(x, augment, augment_rng)
             yield x.float().div_(255).sub_(mean).div_(std), labels[idx], idx
 
 

@@ -18,6 +18,7 @@ rule aggregate:
         study_plot=report(STUDY_FILES["png"], caption="../report/study_plot.rst", category="Study"),
     params:
         spec=aggregate_spec(),
+        gallery_folder=lambda wildcards, output: str(Path(output.galleries[0]).parent),
     resources:
         **CPU_JOB,
     log:
@@ -30,6 +31,6 @@ rule aggregate:
         "python -m pipeline.aggregate --spec {params.spec:q} --runs {input.runs:q} --epochs {input.epochs:q} "
         "--scores {input.scores:q} --subsets {input.subsets:q} --summary-out {output.summary:q} "
         "--epochs-out {output.epochs:q} --accuracy-plot-out {output.accuracy_plot:q} "
-        "--kd-gain-plot-out {output.kd_gain_plot:q} --gallery-folder {PLOTS}/gallery "
+        "--kd-gain-plot-out {output.kd_gain_plot:q} --gallery-folder {params.gallery_folder:q} "
         "--study-table-out {output.study_table:q} --study-markdown-out {output.study_markdown:q} "
         "--study-html-out {output.study_html:q} --study-plot-out {output.study_plot:q} > {log:q} 2>&1"

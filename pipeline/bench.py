@@ -7,7 +7,7 @@ and a printed summary:
 1. training images/s of ``fit`` against a stock loop (torchvision transforms and a DataLoader with
    worker processes feeding the same model, same step code) on the same data;
 2. a KD step against a labels-only step, with the teacher online and with its outputs cached
-   (``pipeline.teacher_views``: 2 views, computed once; the time to compute them is recorded);
+   (``pipeline.stages.teacher_views``: 2 views, computed once; the time to compute them is recorded);
 3. wall time of training on a subset against the full set, for f in {0.1, 0.3, 0.5, 1.0};
 4. forward-only scoring images/s (``pipeline.train.predict``);
 5. on CUDA, the achieved training FLOP/s (3 x forward FLOPs per image, ``pipeline.flops``) and
@@ -34,7 +34,7 @@ from pipeline.io import code_version, write_table
 from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.seeding import seeded_init
-from pipeline.teacher_views import compute_teacher_views
+from pipeline.stages.teacher_views import compute_teacher_views
 from pipeline.train import TrainConfig, fit, predict, resolve_device
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by device-name substring.

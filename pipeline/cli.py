@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from pipeline import distributed
+from pipeline import devices
 from pipeline.data import Dataset, load_dataset
 from pipeline.errors import UserError
 from pipeline.resume import PREEMPTED_EXIT_STATUS, Preempted, ResumeFolder
@@ -55,7 +55,7 @@ def stage(main: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[st
             print(f"preempted: {stopped}", file=sys.stderr)
             raise SystemExit(PREEMPTED_EXIT_STATUS) from None
         finally:
-            distributed.stop()
+            devices.stop()
 
     return run
 
@@ -66,11 +66,11 @@ def setup(args: argparse.Namespace) -> tuple[dict[str, Any], Dataset, torch.devi
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = args.spec
-    device = distributed.start(resolve_device(spec.get("device", "auto")))
+    device = devices.start(resolve_device(spec.get("device", "auto")))
     dataset = load_data(spec["data"])
     print(f"data {dataset.name} ({len(dataset.train)} train, {len(dataset.test)} test, "
           f"fingerprint {dataset.fingerprint}); device {device}; threads {torch.get_num_threads()}"
-          + (f"; rank {distributed.ranks().rank} of {distributed.ranks().world}" if distributed.ranks().enabled else ""))
+          + (f"; rank {devices.ranks().rank} of {devices.ranks().world}" if devices.ranks().enabled else ""))
     return spec, dataset, device
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.data import Dataset, Split
-from pipeline.distributed import ranks, sum_across_ranks
+from pipeline.devices import ranks, sum_across_ranks
 from pipeline.errors import UserError
 from pipeline.infobatch import InfoBatch, InfoBatchConfig
 from pipeline.progress import progress_bar
@@ -28,7 +28,7 @@ from pipeline.resume import Preempted, ResumeFolder, StopSignal
 from pipeline.seeding import seeded_init, torch_generator
 
 if TYPE_CHECKING:
-    from pipeline.teacher_views import TeacherViews
+    from pipeline.stages.teacher_views import TeacherViews
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def fit(
     ``infobatch`` each epoch trains on InfoBatch's share of ``indices`` (``sample_steps`` per row
     counts the samples actually trained on). ``after_step`` runs after every optimizer step (the
     pruning masks use it to keep pruned weights at zero). With ``teacher_views`` (cached teacher
-    outputs, ``pipeline.teacher_views``) epoch e trains on the cached view e mod K of every sample
+    outputs, ``pipeline.stages.teacher_views``) epoch e trains on the cached view e mod K of every sample
     and takes the teacher's logits from the cache: no teacher forward pass.
 
     With ``resume``, the whole training state is saved at the start of every ``resume.every``-th
@@ -154,7 +154,7 @@ def fit(
     finds a saved state continues from it and ends exactly as the uninterrupted run would (same
     random streams, same batches: the batches before the saved step are drawn again, not trained).
 
-    Under torchrun (``pipeline.distributed``) every rank draws the same permutation and trains on
+    Under torchrun (``pipeline.devices``) every rank draws the same permutation and trains on
     its share of each batch; gradients are averaged by DistributedDataParallel, and metrics and
     dynamics are summed over ranks. Each epoch leaves out fewer than world-size samples (the last
     of its permutation) so that every rank takes the same number of steps."""

@@ -131,7 +131,7 @@ def plan(config: dict) -> dict[str, set[Job]]:
     seeds = config["student"].get("seeds", [0])
     proxy_runs = config.get("proxies", {}).get("runs", 2) if {"el2n", "grand"} & set(config["scorers"]) else 0
     return {
-        "teacher": {job("teacher", teacher=t) for t in config["teachers"]},
+        "teachers": {job("teachers", teacher=t) for t in config["teachers"]},
         "proxies": {job("proxies", run=r) for r in range(proxy_runs)},
         "scores": {job("scores", scorer=s) for s in config["scorers"]},
         "scores_summary": {job("scores_summary")},

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from pipeline import results
-from pipeline.aggregate import every_epoch, gallery_picks, kd_gain
+from pipeline.stages.aggregate import every_epoch, gallery_picks, kd_gain
 from pipeline.io import write_table
 from pipeline.progress import bar, progress_bar
-from pipeline.scores_summary import rank_correlation, summarise
+from pipeline.stages.scores_summary import rank_correlation, summarise
 
 
 def runs(rows):

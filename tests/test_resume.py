@@ -107,7 +107,7 @@ def teacher_job(tmp_path: Path, name: str) -> list[str]:
             '"teacher": {"model": "cnn", "model_args": {"width": 8}, "seed": 0, '
             '"train": {"epochs": 6, "batch_size": 50}}}')
     out = tmp_path / name
-    return [sys.executable, "-m", "pipeline.teacher", "--spec", spec, "--threads", "1",
+    return [sys.executable, "-m", "pipeline.stages.teachers", "--spec", spec, "--threads", "1",
             "--model-out", str(out / "model.pt"), "--epochs-out", str(out / "epochs.parquet"),
             "--dynamics-out", str(out / "dynamics.parquet"), "--resume", str(out / "resume")]
 

@@ -274,7 +274,7 @@ class _FitsBelow(SCORERS.get("random")):
 
 
 def test_scoring_halves_the_batch_until_it_fits(data):
-    from pipeline.score import score_at_largest_batch
+    from pipeline.stages.scores import score_at_largest_batch
 
     scorer = _FitsBelow(8)
     scores, batch = score_at_largest_batch(scorer, replace(context(data), batch_size=50))

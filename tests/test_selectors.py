@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import pipeline.subset
+import pipeline.stages.subsets
 from pipeline.errors import UserError
 from pipeline.io import read_table, write_table
 import pipeline.selectors
@@ -592,7 +592,7 @@ def score_file(tmp_path):
 
 def run_subset(score_file, out, **spec):
     spec = {"selector": "hardest", "keep_fraction": 0.5, "seed": 3, "class_balanced": True, **spec}
-    pipeline.subset.main(["--spec", json.dumps(spec), "--scores", str(score_file), "--output", str(out)])
+    pipeline.stages.subsets.main(["--spec", json.dumps(spec), "--scores", str(score_file), "--output", str(out)])
     return read_table(out)
 
 

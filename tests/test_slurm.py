@@ -198,7 +198,7 @@ def parse_tasks(path: Path) -> dict[str, dict[str, str]]:
 
 # The SLURM jobs, by log folder: one per job of a rule; a group job per bundle: the 12 selection
 # jobs (group-components: selection=64 in slurm/config.yaml) and the 36 students (the test's profile)
-SINGLE_JOBS = {"rule_teacher": 1, "rule_proxies": 2, "rule_scores": 9, "rule_scores_summary": 1, "rule_aggregate": 1}
+SINGLE_JOBS = {"rule_teachers": 1, "rule_proxies": 2, "rule_scores": 9, "rule_scores_summary": 1, "rule_aggregate": 1}
 GROUP_MEMBERS = {"group_selection_subsets": 12, "group_students_students": 36}
 CPU_JOBS = {"rule_scores_summary", "group_selection_subsets", "rule_aggregate"}  # gpu: 0; the others gpu: 1
 
@@ -275,8 +275,8 @@ def test_tiny_configuration_through_the_slurm_profile(slurm_cluster, tmp_path):
         # one job step per job of a rule: each group job ran its members, one srun step each
         assert steps == GROUP_MEMBERS.get(rule, len(jobids)), (rule, steps)
     # the teacher's SLURM log is the job's own Snakemake, which ran the teacher rule
-    teacher_log = next((work / ".snakemake" / "slurm_logs" / "rule_teacher").rglob(f"{by_rule['rule_teacher'][0]}.log"))
-    assert "rule teacher:" in teacher_log.read_text()
+    teacher_log = next((work / ".snakemake" / "slurm_logs" / "rule_teachers").rglob(f"{by_rule['rule_teachers'][0]}.log"))
+    assert "rule teachers:" in teacher_log.read_text()
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import score, student, subset, teacher
+from pipeline.stages import scores, students, subsets, teachers
 from pipeline.io import read_meta, read_table, write_table
 
 pytestmark = pytest.mark.skipif(
@@ -22,7 +22,7 @@ def train_teacher(folder: Path, seed: int = 0) -> dict[str, Path]:
     out = {name: folder / name for name in ("model.pt", "epochs.parquet", "dynamics.parquet", "logits.pt", "class_std.parquet")}
     spec = {"data": DATA, "device": "cpu", "name": "t",
             "teacher": {"model": "cnn", "model_args": {"width": 2}, "train": TRAIN, "seed": seed}}
-    teacher.main(["--spec", json.dumps(spec), "--threads", "1", "--model-out", str(out["model.pt"]),
+    teachers.main(["--spec", json.dumps(spec), "--threads", "1", "--model-out", str(out["model.pt"]),
                   "--epochs-out", str(out["epochs.parquet"]), "--dynamics-out", str(out["dynamics.parquet"]),
                   "--logits-out", str(out["logits.pt"]), "--class-std-out", str(out["class_std.parquet"])])
     return out
@@ -30,7 +30,7 @@ def train_teacher(folder: Path, seed: int = 0) -> dict[str, Path]:
 
 def run_score(scorer: str, output: Path, files: dict[str, Path]) -> pd.DataFrame:
     spec = {"data": DATA, "device": "cpu", "scorer": scorer, "params": {}, "seed": 0, "batch_size": 32}
-    score.main(["--spec", json.dumps(spec), "--threads", "1", "--teacher", str(files["model.pt"]),
+    scores.main(["--spec", json.dumps(spec), "--threads", "1", "--teacher", str(files["model.pt"]),
                 "--dynamics", str(files["dynamics.parquet"]), "--teacher-logits", str(files["logits.pt"]),
                 "--proxies", str(files["model.pt"]), "--output", str(output)])
     return read_table(output)[0]
@@ -38,7 +38,7 @@ def run_score(scorer: str, output: Path, files: dict[str, Path]) -> pd.DataFrame
 
 def run_subset(scores: Path, output: Path) -> pd.DataFrame:
     spec = {"selector": "hardest", "keep_fraction": 0.5, "class_balanced": True, "seed": 0, "params": {}}
-    subset.main(["--spec", json.dumps(spec), "--scores", str(scores), "--output", str(output)])
+    subsets.main(["--spec", json.dumps(spec), "--scores", str(scores), "--output", str(output)])
     return read_table(output)[0]
 
 
@@ -80,7 +80,7 @@ def test_student_refuses_a_subset_of_other_data(tmp_path, capsys):
             "distillation": {"name": "labels", "loss": "ce"}}
     outputs = [tmp_path / "student" / name for name in ("epochs.parquet", "run.parquet", "model.pt")]
     with pytest.raises(SystemExit) as exit_info:
-        student.main(["--spec", json.dumps(spec), "--subset", str(kept), "--epochs-out", str(outputs[0]),
+        students.main(["--spec", json.dumps(spec), "--subset", str(kept), "--epochs-out", str(outputs[0]),
                       "--run-out", str(outputs[1]), "--model-out", str(outputs[2])])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()

@@ -8,7 +8,7 @@ from pipeline.errors import UserError
 from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.seeding import seeded_init
-from pipeline.teacher_views import compute_teacher_views, load_teacher_views, save_teacher_views
+from pipeline.stages.teacher_views import compute_teacher_views, load_teacher_views, save_teacher_views
 from pipeline.train import TrainConfig, fit
 
 import tiny

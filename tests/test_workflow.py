@@ -39,7 +39,7 @@ def test_dry_run_of_the_default_lists_every_stage(tmp_path):
     # 9 scorers share 2 proxy runs; 4 of them x 1 selector x 3 keep fractions = 12 subsets;
     # x 2 settings x 2 seeds = 48 students
     assert planned_jobs(result.stdout) == {
-        "teacher": 1, "proxies": 2, "scores": 9, "scores_summary": 1, "subsets": 12, "students": 48,
+        "teachers": 1, "proxies": 2, "scores": 9, "scores_summary": 1, "subsets": 12, "students": 48,
         "aggregate": 1, "all": 1,
     }
 

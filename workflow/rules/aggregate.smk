@@ -28,7 +28,7 @@ rule aggregate:
     conda:
         "../../environment.yml"
     shell:
-        "python -m pipeline.aggregate --spec {params.spec:q} --runs {input.runs:q} --epochs {input.epochs:q} "
+        "python -m pipeline.stages.aggregate --spec {params.spec:q} --runs {input.runs:q} --epochs {input.epochs:q} "
         "--scores {input.scores:q} --subsets {input.subsets:q} --summary-out {output.summary:q} "
         "--epochs-out {output.epochs:q} --accuracy-plot-out {output.accuracy_plot:q} "
         "--kd-gain-plot-out {output.kd_gain_plot:q} --gallery-folder {params.gallery_folder:q} "

@@ -17,7 +17,7 @@ rule proxies:
     conda:
         "../../environment.yml"
     shell:
-        "python -m pipeline.teacher --spec {params.spec:q} --threads {threads} "
+        "python -m pipeline.stages.teachers --spec {params.spec:q} --threads {threads} "
         "--model-out {output.model:q} --epochs-out {output.epochs:q} "
         "--resume {RESULTS}/proxies/run{wildcards.run}/resume --checkpoint-every {CHECKPOINT_EVERY} > {log:q} 2>&1"
 
@@ -44,7 +44,7 @@ rule scores:
     conda:
         "../../environment.yml"
     shell:
-        "python -m pipeline.score --spec {params.spec:q} --threads {threads} {params.inputs} "
+        "python -m pipeline.stages.scores --spec {params.spec:q} --threads {threads} {params.inputs} "
         "--output {output:q} > {log:q} 2>&1"
 
 
@@ -70,5 +70,5 @@ rule scores_summary:
     conda:
         "../../environment.yml"
     shell:
-        "python -m pipeline.scores_summary --spec {params.spec:q} --scores {input:q} --output {output.summary:q} "
+        "python -m pipeline.stages.scores_summary --spec {params.spec:q} --scores {input:q} --output {output.summary:q} "
         "--correlation-plot-out {output.correlation_plot:q} --histograms-out {output.histograms:q} > {log:q} 2>&1"

@@ -21,7 +21,7 @@ rule students:
     conda:
         "../../environment.yml"
     shell:
-        "python -m pipeline.student --spec {params.spec:q} --threads {threads} --subset {input.subset:q} "
+        "python -m pipeline.stages.students --spec {params.spec:q} --threads {threads} --subset {input.subset:q} "
         "{params.teacher} --epochs-out {output.epochs:q} --run-out {output.run:q} --model-out {output.model:q} "
         "--resume {RESULTS}/students/{wildcards.scorer}/{wildcards.selector}/keep{wildcards.keep}/{wildcards.distill}/seed{wildcards.seed}/resume "
         "--checkpoint-every {CHECKPOINT_EVERY} > {log:q} 2>&1"

@@ -17,4 +17,4 @@ rule subsets:
     conda:
         "../../environment.yml"
     shell:
-        "python -m pipeline.subset --spec {params.spec:q} --scores {input:q} --output {output:q} > {log:q} 2>&1"
+        "python -m pipeline.stages.subsets --spec {params.spec:q} --scores {input:q} --output {output:q} > {log:q} 2>&1"

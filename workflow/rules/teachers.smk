@@ -1,4 +1,4 @@
-rule teacher:
+rule teachers:
     output:
         model=f"{RESULTS}/teachers/{{teacher}}/model.pt",
         epochs=f"{RESULTS}/teachers/{{teacher}}/epochs.parquet",
@@ -20,14 +20,14 @@ rule teacher:
     conda:
         "../../environment.yml"
     shell:
-        "{params.python} -m pipeline.teacher --spec {params.spec:q} --threads {threads} "
+        "{params.python} -m pipeline.stages.teachers --spec {params.spec:q} --threads {threads} "
         "--model-out {output.model:q} --epochs-out {output.epochs:q} --dynamics-out {output.dynamics:q} "
         "--logits-out {output.logits:q} --class-std-out {output.class_std:q} "
         "--resume {RESULTS}/teachers/{wildcards.teacher}/resume --checkpoint-every {CHECKPOINT_EVERY} > {log:q} 2>&1"
 
 
 # Prune, then distill: a pruned teacher lives beside the teachers and is named like one.
-rule prune_teacher:
+rule pruned_teachers:
     input:
         teacher=pruned_teacher_parent,
     output:
@@ -50,7 +50,7 @@ rule prune_teacher:
     conda:
         "../../environment.yml"
     shell:
-        "python -m pipeline.prune_teacher --spec {params.spec:q} --threads {threads} --teacher {input.teacher:q} "
+        "python -m pipeline.stages.pruned_teachers --spec {params.spec:q} --threads {threads} --teacher {input.teacher:q} "
         "--model-out {output.model:q} --epochs-out {output.epochs:q} --rounds-out {output.rounds:q} "
         "--logits-out {output.logits:q} --class-std-out {output.class_std:q} "
         "--resume {RESULTS}/teachers/{wildcards.pruned}/resume --checkpoint-every {CHECKPOINT_EVERY} > {log:q} 2>&1"
@@ -77,5 +77,5 @@ rule teacher_views:
     conda:
         "../../environment.yml"
     shell:
-        "python -m pipeline.teacher_views --spec {params.spec:q} --threads {threads} "
+        "python -m pipeline.stages.teacher_views --spec {params.spec:q} --threads {threads} "
         "--teacher {input.teacher:q} --output {output:q} > {log:q} 2>&1"

@@ -48,7 +48,7 @@ def test_a_teacher_job_under_torchrun_writes_once_and_sees_every_sample(tmp_path
     spec = ('{"name": "t", "experiment": "ddp", "device": "cpu", '
             '"data": {"dataset": "fashion_mnist", "train_limit": 601, "test_limit": 100}, '
             '"teacher": {"model": "cnn", "model_args": {"width": 4}, "seed": 0, "train": {"epochs": 2, "batch_size": 64}}}')
-    result = torchrun("-m", "pipeline.teacher", "--spec", spec, "--model-out", str(tmp_path / "model.pt"),
+    result = torchrun("-m", "pipeline.stages.teachers", "--spec", spec, "--model-out", str(tmp_path / "model.pt"),
                       "--epochs-out", str(tmp_path / "epochs.parquet"), "--dynamics-out", str(tmp_path / "dynamics.parquet"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rank 0 of 2" in result.stdout and "rank 1 of 2" in result.stdout

@@ -15,7 +15,7 @@ import torch
 
 from pipeline.checkpoints import load_model, save_class_logit_std, save_model, save_train_logits
 from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder, setup, stage
-from pipeline.distributed import ranks
+from pipeline.devices import ranks
 from pipeline.io import stable_hash, write_table
 from pipeline.losses import build_loss
 from pipeline.params import parse_params

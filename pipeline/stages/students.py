@@ -13,7 +13,7 @@ import torch
 
 from pipeline.checkpoints import load_class_logit_std, load_model, save_model
 from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder, setup, stage
-from pipeline.distributed import ranks
+from pipeline.devices import ranks
 from pipeline.config import loss_parameters
 from pipeline.errors import UserError
 from pipeline.infobatch import InfoBatchConfig
@@ -23,7 +23,7 @@ from pipeline.models import build_model
 from pipeline.models.shaping import shaped_model_args
 from pipeline.params import parse_params
 from pipeline.seeding import seeded_init
-from pipeline.teacher_views import load_teacher_views
+from pipeline.stages.teacher_views import load_teacher_views
 from pipeline.train import TrainConfig, fit
 
 

@@ -1,6 +1,6 @@
 """Data-parallel training on several GPUs of one node (torchrun), for teachers of large datasets.
 
-``torchrun --nproc_per_node=G -m pipeline.teacher ...`` starts G copies of a stage; each finds its
+``torchrun --nproc_per_node=G -m pipeline.stages.teachers ...`` starts G copies of a stage; each finds its
 rank in the environment torchrun sets, joins the process group (NCCL on GPUs, gloo on CPU) and
 trains on its share of every batch (see ``pipeline.train.fit``); only rank 0 writes files. Without
 torchrun (WORLD_SIZE unset) everything runs in one process, as usual.

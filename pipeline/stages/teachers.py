@@ -7,7 +7,7 @@ the trained model's logits on the un-augmented training set (which the teacher-o
 read, so the teacher's forward pass over the training set is done once) with the per-class logit
 std that MDSLR's logit reshaping reads (computed here, before any pruning of the data).
 
-Resumable (``--resume``), and runs data-parallel under torchrun (``pipeline.distributed``).
+Resumable (``--resume``), and runs data-parallel under torchrun (``pipeline.devices``).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 
 from pipeline.checkpoints import save_class_logit_std, save_model, save_train_logits
 from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder, setup, stage
-from pipeline.distributed import ranks
+from pipeline.devices import ranks
 from pipeline.io import stable_hash, write_table
 from pipeline.losses import build_loss
 from pipeline.models import build_model

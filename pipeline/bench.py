@@ -9,7 +9,7 @@ and a printed summary:
 2. a KD step against a labels-only step, with the teacher online and with its outputs cached
    (``pipeline.stages.teacher_views``: 2 views, computed once; the time to compute them is recorded);
 3. wall time of training on a subset against the full set, for f in {0.1, 0.3, 0.5, 1.0};
-4. forward-only scoring images/s (``pipeline.train.predict``);
+4. forward-only scoring images/s (``pipeline.inference.predict``);
 5. on CUDA, the achieved training FLOP/s (3 x forward FLOPs per image, ``pipeline.flops``) and
    its share of the GPU's dense bf16 peak.
 
@@ -35,7 +35,9 @@ from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.seeding import seeded_init
 from pipeline.stages.teacher_views import compute_teacher_views
-from pipeline.train import TrainConfig, fit, predict, resolve_device
+from pipeline.devices import resolve_device
+from pipeline.inference import predict
+from pipeline.train import TrainConfig, fit
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by device-name substring.
 BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "V100": 125e12}

@@ -15,7 +15,7 @@ from pipeline.data import Dataset
 from pipeline.io import atomic_write, read_table, require_same_data, write_table
 from pipeline.losses.kd import class_logit_std
 from pipeline.models import build_model
-from pipeline.train import predict
+from pipeline.inference import predict
 
 
 def save_model(path: str | Path, model: nn.Module, spec: dict[str, Any]) -> None:

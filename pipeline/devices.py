@@ -1,4 +1,5 @@
-"""Data-parallel training on several GPUs of one node (torchrun), for teachers of large datasets.
+"""Where a job computes: the device a config names, and data-parallel training on several GPUs of
+one node (torchrun), for teachers of large datasets.
 
 ``torchrun --nproc_per_node=G -m pipeline.stages.teachers ...`` starts G copies of a stage; each finds its
 rank in the environment torchrun sets, joins the process group (NCCL on GPUs, gloo on CPU) and
@@ -29,6 +30,16 @@ class Ranks:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' requested but no CUDA device is visible; use 'auto' or 'cpu'")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {name!r}; allowed: auto, cpu, cuda")
+    return torch.device(name)
 
 
 def ranks() -> Ranks:

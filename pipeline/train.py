@@ -19,12 +19,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.data import Dataset, Split
 from pipeline.devices import ranks, sum_across_ranks
+from pipeline.dynamics import Dynamics
+from pipeline.inference import evaluate
 from pipeline.errors import UserError
 from pipeline.infobatch import InfoBatch, InfoBatchConfig
 from pipeline.progress import progress_bar
 from pipeline.losses import DistillLoss
 from pipeline.features import LayerOutputs
 from pipeline.resume import Preempted, ResumeFolder, StopSignal
+from pipeline.schedules import one_cycle_lr
 from pipeline.seeding import seeded_init, torch_generator
 
 if TYPE_CHECKING:
@@ -53,72 +56,6 @@ def planned_epochs(cfg: TrainConfig, num_indices: int) -> int:
     if cfg.steps is None:
         return cfg.epochs
     return math.ceil(cfg.steps / math.ceil(num_indices / cfg.batch_size))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' requested but no CUDA device is visible; use 'auto' or 'cpu'")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {name!r}; allowed: auto, cpu, cuda")
-    return torch.device(name)
-
-
-class Dynamics:
-    """Correctness and margin z_y - max_{k != y} z_k of every sample at every presentation,
-    taken from the training forward pass itself (augmented view, train mode), as forgetting
-    (Toneva et al. 2019) and AUM (Pleiss et al. 2020) define them."""
-
-    def __init__(self, num_samples: int, epochs: int, device: torch.device):
-        self.correct = torch.zeros(epochs, num_samples, dtype=torch.bool, device=device)
-        self.margin = torch.full((epochs, num_samples), float("nan"), device=device)
-        self.seen = torch.zeros(epochs, num_samples, dtype=torch.bool, device=device)
-
-    @torch.no_grad()
-    def update(self, epoch: int, logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> None:
-        self.correct[epoch, indices] = logits.argmax(1) == labels
-        self.margin[epoch, indices] = margins(logits.float(), labels)
-        self.seen[epoch, indices] = True
-
-    def sum_across_ranks(self) -> None:
-        """Under torchrun each rank saw its share of the samples: gather every rank's records."""
-        if not ranks().enabled:
-            return
-        seen = sum_across_ranks(self.seen.to(torch.uint8))
-        self.correct = sum_across_ranks(self.correct.to(torch.uint8)).bool()
-        self.margin = sum_across_ranks(torch.where(self.seen, self.margin, 0.0)).where(seen.bool(), float("nan"))
-        self.seen = seen.bool()
-
-    def to_frame(self) -> pd.DataFrame:
-        epoch, index = torch.nonzero(self.seen.cpu(), as_tuple=True)
-        return pd.DataFrame(
-            {
-                "sample_index": index.numpy(),
-                "epoch": epoch.numpy().astype("int32") + 1,  # 1-based, as in the per-epoch metrics
-                "correct": self.correct.cpu()[epoch, index].numpy(),
-                "margin": self.margin.cpu()[epoch, index].numpy(),
-            }
-        )
-
-
-def margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """z_y - max_{k != y} z_k per row."""
-    target = logits.gather(1, labels[:, None]).squeeze(1)
-    others = logits.scatter(1, labels[:, None], float("-inf"))
-    return target - others.max(1).values
-
-
-def one_cycle_lr(progress: float, peak: float) -> float:
-    """One-cycle learning rate at ``progress`` in [0, 1] of training: cosine warm-up from peak/25
-    over the first 25 %, then cosine annealing to peak/25e4 (the shape of torch's OneCycleLR, as
-    a function of progress so that epochs of varying length, as with InfoBatch, keep the schedule)."""
-    start, end, warmup = peak / 25, peak / 25e4, 0.25
-    if progress < warmup:
-        low, high, t = start, peak, progress / warmup
-    else:
-        low, high, t = peak, end, (progress - warmup) / (1 - warmup)
-    return high + (low - high) * (1 + math.cos(math.pi * min(t, 1.0))) / 2
 
 
 def fit(
@@ -376,29 +313,3 @@ def _restore(saved, model, loss, optimizer, dynamics, pruning, prune_rng) -> _Ru
     state["correct"] = state["correct"].to(device)
     state["sums"] = {k: v.to(device) for k, v in state["sums"].items()}
     return _RunState(**state)
-
-
-def predict(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Logits of every sample of ``split`` in canonical order, un-augmented, in eval mode (CPU).
-    In fp32 (TF32 convolutions on GPUs) rather than bf16: scores rank these logits, and bf16's
-    3 significant digits would tie many of them."""
-    # Moved outside inference mode: parameters converted inside it would become inference
-    # tensors, and a model evaluated before training (a teacher about to be pruned) could not train.
-    model.to(device, memory_format=torch.channels_last).eval()
-    indices = torch.arange(len(split))
-    with torch.inference_mode():
-        outputs = [
-            model(x.contiguous(memory_format=torch.channels_last)).float()
-            for x, _, _ in progress_bar(split.batches(indices, batch_size, device=device), -(-len(split) // batch_size),
-                                    f"predicting {len(split)} samples")
-        ]
-    return torch.cat(outputs).cpu()
-
-
-def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy on ``split``."""
-    logits = predict(model, split, batch_size, device)
-    return (
-        float((logits.argmax(1) == split.labels).float().mean()),
-        float(F.cross_entropy(logits, split.labels)),
-    )

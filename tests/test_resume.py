@@ -18,7 +18,8 @@ from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.resume import PREEMPTED_EXIT_STATUS, Preempted, ResumeFolder
 from pipeline.seeding import seeded_init
-from pipeline.train import Dynamics, TrainConfig, fit
+from pipeline.dynamics import Dynamics
+from pipeline.train import TrainConfig, fit
 
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parent.parent

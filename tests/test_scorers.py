@@ -19,7 +19,7 @@ from pipeline.scorers import SCORERS, build_scorer
 from pipeline.scorers.el2n import el2n
 from pipeline.scorers.forgetting import forgetting_counts
 from pipeline.seeding import seeded_init
-from pipeline.train import Dynamics, margins
+from pipeline.dynamics import Dynamics, margins
 from tiny import CPU, MEAN, STD, TRAIN_LABELS, context
 
 LN2 = math.log(2.0)

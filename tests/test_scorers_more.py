@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from pipeline.checkpoints import save_model, save_train_logits
 from pipeline.errors import UserError
-from pipeline.features import predict_with_features
+from pipeline.inference import predict, predict_with_features
 from pipeline.io import write_table
 from pipeline.models import build_model
 from pipeline.scorers import build_scorer
@@ -22,7 +22,6 @@ from pipeline.scorers.grand import full_grad_norm, last_layer_grad_norm
 from pipeline.scorers.least_confidence import least_confidence_score
 from pipeline.scorers.margin import margin_score
 from pipeline.seeding import seeded_init
-from pipeline.train import predict
 from tiny import CPU, MEAN, STD, TRAIN_LABELS, context
 
 LN2, LN3 = math.log(2.0), math.log(3.0)

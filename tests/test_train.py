@@ -10,7 +10,9 @@ from pipeline.infobatch import InfoBatch, InfoBatchConfig
 from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.seeding import seeded_init
-from pipeline.train import TrainConfig, evaluate, fit, one_cycle_lr
+from pipeline.inference import evaluate
+from pipeline.schedules import one_cycle_lr
+from pipeline.train import TrainConfig, fit
 
 CPU = torch.device("cpu")
 

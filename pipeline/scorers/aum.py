@@ -1,6 +1,6 @@
 """Area under the margin (Pleiss et al. 2020): the mean over the teacher's training epochs of the
 margin z_y - max_{k != y} z_k of the sample's logits at its presentation (recorded by
-``pipeline.train.Dynamics``), negated so that higher = harder: AUM = -(1/T) sum_t margin_t.
+``pipeline.dynamics.Dynamics``), negated so that higher = harder: AUM = -(1/T) sum_t margin_t.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.scorers import SCORERS, Scorer
-from pipeline.train import predict
+from pipeline.inference import predict
 
 
 def el2n(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Forgetting events (Toneva et al. 2019), counted from the correctness of every sample at each
-presentation during the teacher's full-data training (recorded by ``pipeline.train.Dynamics``).
+presentation during the teacher's full-data training (recorded by ``pipeline.dynamics.Dynamics``).
 
 An event is a presentation at which the sample is misclassified after being classified correctly
 at its previous presentation. Samples never classified correctly are the hardest: by default

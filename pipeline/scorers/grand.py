@@ -19,7 +19,7 @@ from torch.func import functional_call, grad, vmap
 
 from pipeline.data import Split
 from pipeline.errors import UserError
-from pipeline.features import predict_with_features
+from pipeline.inference import predict_with_features
 from pipeline.progress import progress_bar
 from pipeline.scorers import SCORERS, Scorer
 

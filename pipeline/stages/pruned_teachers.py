@@ -20,7 +20,8 @@ from pipeline.io import stable_hash, write_table
 from pipeline.losses import build_loss
 from pipeline.params import parse_params
 from pipeline.pruning import Masks
-from pipeline.train import TrainConfig, evaluate, fit
+from pipeline.inference import evaluate
+from pipeline.train import TrainConfig, fit
 
 
 @stage

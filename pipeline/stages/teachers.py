@@ -21,7 +21,8 @@ from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.params import parse_params
 from pipeline.seeding import seeded_init
-from pipeline.train import Dynamics, TrainConfig, fit, planned_epochs
+from pipeline.dynamics import Dynamics
+from pipeline.train import TrainConfig, fit, planned_epochs
 
 
 @stage

@@ -1,0 +1,59 @@
+"""Running a trained model over a split, un-augmented, in eval mode: logits (and, where asked, the
+penultimate features) of every sample in canonical order. Used by the training loop's evaluation,
+the stages that write a teacher's outputs, and the scorers; it sits below all of them.
+
+In fp32 (TF32 convolutions on GPUs) rather than bf16: scores rank these logits, and bf16's 3
+significant digits would tie many of them.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from pipeline.data import Split
+from pipeline.data.splits import Views
+from pipeline.features import penultimate_features
+from pipeline.progress import progress_bar
+
+
+def _logits_per_batch(model: nn.Module, split: Split, batch_size: int, device: torch.device,
+                      views: Views | None = None, augment=None) -> Iterator[torch.Tensor]:
+    # The move to the device and channels_last happens outside inference mode: parameters
+    # converted inside it would become inference tensors, and a model evaluated before training
+    # (a teacher about to be pruned) could not train.
+    model.to(device, memory_format=torch.channels_last).eval()
+    indices = torch.arange(len(split))
+    batches = split.batches(indices, batch_size, device=device, augment=augment, views=views)
+    with torch.inference_mode():
+        for x, _, _ in progress_bar(batches, -(-len(split) // batch_size), f"predicting {len(split)} samples"):
+            yield model(x.contiguous(memory_format=torch.channels_last)).float()
+
+
+def predict(model: nn.Module, split: Split, batch_size: int, device: torch.device,
+            views: Views | None = None, augment=None) -> torch.Tensor:
+    """Logits of every sample of ``split`` in canonical order, eval mode (CPU float32). With
+    ``views`` (and the split's ``augment``), on those fixed augmented views instead of the clean images."""
+    return torch.cat([logits.cpu() for logits in _logits_per_batch(model, split, batch_size, device, views, augment)])
+
+
+def predict_with_features(model: nn.Module, split: Split, batch_size: int,
+                          device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and penultimate features h (the input of ``model.classifier``) of every sample of
+    ``split``, as ``predict`` (CPU float32)."""
+    with penultimate_features(model) as features:
+        logits = predict(model, split, batch_size, device)
+    if len(features) != len(logits):  # the classifier ran more than once per forward
+        raise RuntimeError(f"{type(model).__name__}.classifier saw {len(features)} rows for {len(logits)} samples")
+    return logits, features.cat()
+
+
+def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy on ``split``."""
+    logits = predict(model, split, batch_size, device)
+    return (
+        float((logits.argmax(1) == split.labels).float().mean()),
+        float(F.cross_entropy(logits, split.labels)),
+    )

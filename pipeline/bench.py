@@ -7,7 +7,7 @@ and a printed summary:
 1. training images/s of ``fit`` against a stock loop (torchvision transforms and a DataLoader with
    worker processes feeding the same model, same step code) on the same data;
 2. a KD step against a labels-only step, with the teacher online and with its outputs cached
-   (``pipeline.stages.teacher_views``: 2 views, computed once; the time to compute them is recorded);
+   (``pipeline.teacher_outputs.CachedViews``: 2 views, computed once; the time to compute them is recorded);
 3. wall time of training on a subset against the full set, for f in {0.1, 0.3, 0.5, 1.0};
 4. forward-only scoring images/s (``pipeline.inference.predict``);
 5. on CUDA, the achieved training FLOP/s (3 x forward FLOPs per image, ``pipeline.flops``) and
@@ -34,7 +34,7 @@ from pipeline.io import code_version, write_table
 from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.seeding import seeded_init
-from pipeline.stages.teacher_views import compute_teacher_views
+from pipeline.teacher_outputs import NoTeacher, OnlineTeacher, TeacherOutputs, compute_cached_views
 from pipeline.devices import resolve_device
 from pipeline.inference import predict
 from pipeline.train import TrainConfig, fit
@@ -53,7 +53,7 @@ def synthetic(samples: int, classes: int = 10, channels: int = 3, size: int = 32
                    Augment(crop_padding=4, flip=True))
 
 
-def train_rate(model_name, data, indices, batch_size, device, loss="ce", teacher=None, teacher_views=None,
+def train_rate(model_name, data, indices, batch_size, device, loss="ce", teacher: TeacherOutputs = NoTeacher(),
                epochs=2) -> tuple[float, float]:
     """Images/s of the last epoch of ``fit``, and the whole call's wall time."""
     with seeded_init(0, "init"):
@@ -61,7 +61,7 @@ def train_rate(model_name, data, indices, batch_size, device, loss="ce", teacher
     start = time.perf_counter()
     history = fit(model, data, indices, TrainConfig(epochs=epochs, batch_size=batch_size, eval_every=10**6), seed=0,
                   device=device, loss=build_loss(loss, **({"alpha": 0.9, "temperature": 4.0} if loss == "kd" else {})),
-                  teacher=teacher, teacher_views=teacher_views, log=lambda line: None)
+                  teacher=teacher, log=lambda line: None)
     return float(history["images_per_second"].iloc[-1]), time.perf_counter() - start
 
 
@@ -156,14 +156,14 @@ def run(args) -> pd.DataFrame:
     with seeded_init(1, "init"):
         teacher = build_model(args.teacher, data.num_classes, data.in_channels)
     labels, _ = train_rate(args.student, data, everything, args.batch_size, device)
-    online, _ = train_rate(args.student, data, everything, args.batch_size, device, loss="kd", teacher=teacher)
+    online, _ = train_rate(args.student, data, everything, args.batch_size, device, loss="kd", teacher=OnlineTeacher(teacher))
     record("labels_only_images_per_second", labels, "images/s", model=args.student)
     record("kd_online_images_per_second", online, "images/s", model=args.student, teacher=args.teacher)
     record("kd_online_step_cost_over_labels_only", labels / online, "x", model=args.student, teacher=args.teacher)
     start = time.perf_counter()
-    views = compute_teacher_views(teacher, data, 2, args.teacher, args.score_batch_size, device)
+    views = compute_cached_views(teacher, data, 2, args.teacher, args.score_batch_size, device)
     record("teacher_views_seconds", time.perf_counter() - start, "s", teacher=args.teacher, views=2)
-    cached, _ = train_rate(args.student, data, everything, args.batch_size, device, loss="kd", teacher_views=views)
+    cached, _ = train_rate(args.student, data, everything, args.batch_size, device, loss="kd", teacher=views)
     record("kd_cached_images_per_second", cached, "images/s", model=args.student, teacher=args.teacher)
     record("kd_cached_speedup_over_online", cached / online, "x", model=args.student, teacher=args.teacher)
 

@@ -24,6 +24,13 @@ class Dynamics:
         self.margin[epoch, indices] = margins(logits.float(), labels)
         self.seen[epoch, indices] = True
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"correct": self.correct, "margin": self.margin, "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, value in state.items():
+            getattr(self, name).copy_(value)
+
     def sum_across_ranks(self) -> None:
         """Under torchrun each rank saw its share of the samples: gather every rank's records."""
         if not ranks().enabled:

@@ -46,5 +46,12 @@ class InfoBatch:
         self.weight[kept_well_learned.to(self.weight.device)] = 1.0 / (1.0 - self.cfg.ratio)
         return indices[~dropped]
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"last_loss": self.last_loss, "weight": self.weight}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.last_loss.copy_(state["last_loss"])
+        self.weight.copy_(state["weight"])
+
     def update(self, idx: torch.Tensor, losses: torch.Tensor) -> None:
         self.last_loss[idx] = losses.detach().float()

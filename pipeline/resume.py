@@ -13,6 +13,7 @@ which the stage turns into exit status 143.
 """
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import signal
@@ -31,27 +32,36 @@ class Preempted(Exception):
 
 
 class ResumeFolder:
-    def __init__(self, folder: str | Path, spec: dict[str, Any], inputs: list[str | Path] = (), every: int = 1):
+    def __init__(self, folder: str | Path, spec: dict[str, Any], inputs: list[str | Path] = (), every: int = 1,
+                 part: str = ""):
         self.folder = Path(folder)
         self.every = every  # save at the start of every n-th epoch
+        self.part = part  # which part of the job saves here (a pruning round); "" for the whole job
         files = {str(p): _stat(p) for p in inputs}
         self.key = stable_hash({"spec": spec, "code_version": code_version(), "inputs": files})
 
-    def load(self, name: str, part: str = "") -> dict[str, Any] | None:
-        """The saved state ``name`` of this job (and ``part``, e.g. a pruning round), if any."""
+    def for_part(self, part: str) -> "ResumeFolder":
+        """The same folder, for one part of the job: a state saved by another part is ignored."""
+        other = copy.copy(self)
+        other.part = part
+        return other
+
+    def load(self, name: str) -> dict[str, Any] | None:
+        """The saved state ``name`` of this job's part, if any. Saved states hold tensors and plain
+        values only, so they load with ``weights_only=True`` (no pickled objects run)."""
         path = self.folder / f"{name}.pt"
         if not path.exists():
             return None
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("key") != self.key or state.get("part") != part:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("key") != self.key or state.get("part") != self.part:
             print(f"resume: ignoring {path}, saved by another run or part of this job")
             return None
         print(f"resume: continuing from {path}")
         return state["state"]
 
-    def save(self, name: str, state: dict[str, Any], part: str = "") -> None:
+    def save(self, name: str, state: dict[str, Any]) -> None:
         path = self.folder / f"{name}.pt"
-        atomic_write(path, lambda tmp: torch.save({"key": self.key, "part": part, "state": state}, tmp))
+        atomic_write(path, lambda tmp: torch.save({"key": self.key, "part": self.part, "state": state}, tmp))
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -83,3 +93,26 @@ class StopSignal:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def capture(parts: dict[str, Any]) -> dict[str, Any]:
+    """The state of every named part of a training run (None parts skipped): ``state_dict()`` of
+    modules, optimizers and records, ``get_state()`` of generators, and torch's global streams."""
+    state = {name: part.get_state() if isinstance(part, torch.Generator) else part.state_dict()
+             for name, part in parts.items() if part is not None}
+    return {**state, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def restore(state: dict[str, Any], parts: dict[str, Any]) -> None:
+    """Put back what ``capture`` took into the same parts."""
+    for name, part in parts.items():
+        if part is None:
+            continue
+        if isinstance(part, torch.Generator):
+            part.set_state(state[name])
+        else:
+            part.load_state_dict(state[name])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])

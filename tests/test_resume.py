@@ -18,6 +18,7 @@ from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.resume import PREEMPTED_EXIT_STATUS, Preempted, ResumeFolder
 from pipeline.seeding import seeded_init
+from pipeline.teacher_outputs import NoTeacher, OnlineTeacher
 from pipeline.dynamics import Dynamics
 from pipeline.train import TrainConfig, fit
 
@@ -60,7 +61,7 @@ def run(data, setting, resume=None, stop_at_step=None):
             os.kill(os.getpid(), signal.SIGTERM)
 
     history = fit(model, data, torch.arange(40), TrainConfig(epochs=4, batch_size=8), seed=3, device=CPU,
-                  loss=setting["loss"](), teacher=teacher, dynamics=dynamics, infobatch=setting.get("infobatch"),
+                  loss=setting["loss"](), teacher=OnlineTeacher(teacher) if teacher else NoTeacher(), dynamics=dynamics, infobatch=setting.get("infobatch"),
                   after_step=after_step, resume=resume, log=lambda line: None)
     return history.drop(columns=TIMING), model.state_dict(), dynamics
 

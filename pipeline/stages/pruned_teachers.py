@@ -55,7 +55,7 @@ def main(argv=None):
         masks.prune(pruning["rate"])
         pruned_acc = evaluate(model, data.test, test_batch, device)[0]
         history = fit(model, data, torch.arange(len(data.train)), cfg, seed=pruning["seed"] + r, device=device,
-                      loss=build_loss("ce"), after_step=masks.apply, resume=resume, resume_part=f"round{r}")
+                      loss=build_loss("ce"), after_step=masks.apply, resume=resume and resume.for_part(f"round{r}"))
         histories.append(history.assign(round=r))
         rounds.append({"round": r, "sparsity": masks.sparsity(), "test_acc_pruned": pruned_acc,
                        "test_acc": float(history["test_acc"].iloc[-1])})

@@ -23,7 +23,7 @@ from pipeline.models import build_model
 from pipeline.models.shaping import shaped_model_args
 from pipeline.params import parse_params
 from pipeline.seeding import seeded_init
-from pipeline.stages.teacher_views import load_teacher_views
+from pipeline.teacher_outputs import NoTeacher, OnlineTeacher, TeacherOutputs, load_cached_views
 from pipeline.train import TrainConfig, fit
 
 
@@ -65,16 +65,9 @@ def main(argv=None):
     with seeded_init(seed, "init"):
         model = build_model(model_name, data.num_classes, data.in_channels, **model_args)
     indices = torch.tensor(subset["sample_index"].to_numpy(), dtype=torch.long)
-    teacher_views = None
-    if distill["cached_views"]:
-        if args.teacher_views is None:
-            raise UserError(f"distillation {distill['name']!r} reads cached teacher views and needs --teacher-views")
-        teacher_views = load_teacher_views(args.teacher_views, data.fingerprint)
-        if len(teacher_views) != distill["cached_views"]:
-            raise UserError(f"{args.teacher_views} holds {len(teacher_views)} views, not cached_views {distill['cached_views']}")
+    teacher_outputs = teacher_source(args, distill, teacher, data.fingerprint)
     resume = resume_folder(args, spec, [args.subset, args.teacher, args.teacher_class_std, args.teacher_views])
-    history = fit(model, data, indices, cfg, seed=seed, device=device, loss=loss,
-                  teacher=None if teacher_views is not None else teacher, teacher_views=teacher_views,
+    history = fit(model, data, indices, cfg, seed=seed, device=device, loss=loss, teacher=teacher_outputs,
                   infobatch=infobatch, resume=resume)
     if not ranks().is_main:
         return
@@ -89,7 +82,7 @@ def main(argv=None):
         "teacher": distill.get("teacher"),
         "teacher_test_acc": teacher_acc,
         "teacher_sparsity": teacher_spec.get("sparsity", 0.0) if teacher is not None else float("nan"),
-        "teacher_outputs": None if teacher is None else f"cached, {len(teacher_views)} views" if teacher_views else "online",
+        "teacher_outputs": teacher_outputs.description,
         "student": f"{model_name}_shaped_from_{distill['teacher']}" if distill.get("shape_student")
         else model_name + _args_suffix(model_args),
         "student_params": sum(p.numel() for p in model.parameters()),
@@ -131,6 +124,20 @@ def main(argv=None):
     if resume is not None:
         resume.clear()
     print(f"final test accuracy {run['final_test_acc']:.4f} on {len(indices)} training samples")
+
+
+def teacher_source(args, distill: dict, teacher, dataset_fingerprint: str) -> TeacherOutputs:
+    """Where the student's teacher logits come from: none, the teacher online, or its cached views."""
+    if teacher is None:
+        return NoTeacher()
+    if not distill["cached_views"]:
+        return OnlineTeacher(teacher)
+    if args.teacher_views is None:
+        raise UserError(f"distillation {distill['name']!r} reads cached teacher views and needs --teacher-views")
+    views = load_cached_views(args.teacher_views, dataset_fingerprint)
+    if len(views) != distill["cached_views"]:
+        raise UserError(f"{args.teacher_views} holds {len(views)} views, not cached_views {distill['cached_views']}")
+    return views
 
 
 def full_data_sample_steps(cfg: TrainConfig, num_samples: int) -> int:

@@ -1,4 +1,4 @@
-"""The training loop: its schedule, its determinism, and InfoBatch's dynamic pruning."""
+"""The training loop: its determinism, its budgets, and training with InfoBatch and after evaluation."""
 import math
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.errors import UserError
-from pipeline.infobatch import InfoBatch, InfoBatchConfig
+from pipeline.infobatch import InfoBatchConfig
 from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.seeding import seeded_init
@@ -23,15 +23,6 @@ def data():
     split = lambda n: TensorSplit(torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8),  # noqa: E731
                                   torch.arange(n) % 3, (0.5,), (0.25,))
     return Dataset("tiny", split(24), split(6), 3, 1, Augment(crop_padding=1, flip=True))
-
-
-def test_one_cycle_lr_shape():
-    peak = 0.1
-    assert one_cycle_lr(0.0, peak) == pytest.approx(peak / 25)  # start
-    assert one_cycle_lr(0.125, peak) == pytest.approx((peak / 25 + peak) / 2)  # half-way up the cosine
-    assert one_cycle_lr(0.25, peak) == pytest.approx(peak)  # the peak at 25 %
-    assert one_cycle_lr(0.625, peak) == pytest.approx((peak + peak / 25e4) / 2)  # half-way down
-    assert one_cycle_lr(1.0, peak) == pytest.approx(peak / 25e4)  # the end
 
 
 def train(data, seed, infobatch=None, epochs=2):
@@ -67,31 +58,6 @@ def test_a_model_evaluated_before_training_still_trains(data):
     fit(model, data, torch.arange(24), TrainConfig(epochs=1, batch_size=8), seed=0, device=CPU,
         loss=build_loss("ce"), log=lambda line: None)
     assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
-
-
-def test_infobatch_drops_only_well_learned_samples_and_reweights_the_rest():
-    info = InfoBatch(InfoBatchConfig(ratio=0.5, delta=0.5), num_samples=6, epochs=4, device=CPU)
-    indices = torch.arange(6)
-    # first epoch: every last loss is 1, none is below the mean, nothing is dropped
-    assert torch.equal(info.plan(0, indices, torch.Generator().manual_seed(0)), indices)
-    info.update(indices, torch.tensor([0.1, 0.2, 0.9, 1.0, 0.05, 2.0]))
-    # mean 4.25 / 6 = 0.708: samples 0, 1, 4 are well learned; each is dropped where rand < 0.5
-    draws = torch.rand(6, generator=torch.Generator().manual_seed(3))
-    dropped = {i for i in (0, 1, 4) if draws[i] < 0.5}
-    kept = info.plan(1, indices, torch.Generator().manual_seed(3))
-    assert set(kept.tolist()) == set(range(6)) - dropped
-    for i in range(6):
-        expected = 2.0 if i in {0, 1, 4} - dropped else 1.0  # 1 / (1 - 0.5) for kept well-learned
-        assert info.weight[i].item() == expected
-    # epochs from delta * epochs = 2 on use every sample with weight 1
-    assert torch.equal(info.plan(2, indices, torch.Generator().manual_seed(3)), indices)
-    assert torch.equal(info.weight, torch.ones(6))
-
-
-@pytest.mark.parametrize("ratio,delta", [(1.0, 0.5), (-0.1, 0.5), (0.5, 1.5)])
-def test_infobatch_bad_parameters(ratio, delta):
-    with pytest.raises(UserError, match="infobatch"):
-        InfoBatchConfig(ratio=ratio, delta=delta)
 
 
 def test_fit_with_infobatch_trains_on_fewer_samples_then_all(data):

@@ -1,16 +1,15 @@
 """Loading and validating an experiment config, once, before any job runs.
 
 Structure, types and ranges come from ``workflow/schemas/config.schema.yaml`` (JSON schema; the
-place where every key is documented). Then the names are checked against the registries and each
-component's parameters against its Params. Every problem is one line naming the key, the bad
+place where every key is documented). Then each registry checks its entries: the names, and each
+component's parameters against the Params dataclass registered with it (``Registry.params``); a
+distillation setting is checked as a ``pipeline.distillation.DistillSetting``. Every problem is one line naming the key, the bad
 value and what is allowed. The result has every default filled in, so the parameters a job sees
 (and Snakemake compares to decide reruns) are complete.
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -77,28 +76,32 @@ def _fill_defaults(schema: dict, value: Any, root: dict) -> None:
 
 
 def _check_components(config: dict[str, Any]) -> None:
+    """Each registry checks its entries: names, and each component's parameters against the
+    Params registered with it. Scorer and loss parameters are stored with every default filled in;
+    model_args and selector parameters as written (job specs are built from them, and a spec that
+    changed would rerun finished jobs)."""
     # Imported here: the registries pull in torch, which the schema checks above do not need.
     from pipeline.data import DATASETS
-    from pipeline.infobatch import InfoBatchConfig
+    from pipeline.distillation import DistillSetting
     from pipeline.models import MODELS
-    from pipeline.params import parse_params
-    from pipeline.scorers import build_scorer
-    from pipeline.selectors import check_selector_params
+    from pipeline.params import params_dict, parse_params
+    from pipeline.scorers import SCORERS
+    from pipeline.selectors import SELECTORS
     from pipeline.train import TrainConfig
 
-    DATASETS.get(config["data"]["dataset"])
+    DATASETS.get(config["data"]["dataset"])  # no parameters of its own: the data section is the schema's
     models = [*((f"teachers.{n}", t) for n, t in config["teachers"].items()), ("proxies", config["proxies"]),
               ("student", config["student"])]
     for where, section in models:
-        MODELS.get(section["model"])
-        section["train"] = dataclasses.asdict(parse_params(TrainConfig, section["train"], f"{where}.train"))
+        MODELS.params(section["model"], section["model_args"], f"{where}.model_args")
+        section["train"] = params_dict(parse_params(TrainConfig, section["train"], f"{where}.train"))
         gpus = section.get("gpus", 1)
         if section["train"]["batch_size"] % gpus:
             raise UserError(f"config error in {where}: train.batch_size {section['train']['batch_size']} "
                             f"is not a multiple of gpus {gpus} (it is the global batch, split over the GPUs)")
 
     for name, params in config["scorers"].items():
-        config["scorers"][name] = build_scorer(name, params).params_dict()
+        config["scorers"][name] = params_dict(SCORERS.params(name, params, f"scorers.{name}"))
 
     selection = config["selection"]
     for f in selection["keep_fractions"]:
@@ -109,7 +112,8 @@ def _check_components(config: dict[str, Any]) -> None:
     for selector, entry in selection["selectors"].items():
         # normalised to {"scorers": [...], "params": {...}}
         entry = {"scorers": entry} if isinstance(entry, list) else entry
-        params = check_selector_params(selector, {k: v for k, v in entry.items() if k != "scorers"})
+        params = {k: v for k, v in entry.items() if k != "scorers"}
+        SELECTORS.params(selector, params, f"selection.selectors.{selector}")
         selection["selectors"][selector] = {"scorers": entry["scorers"], "params": params}
         for scorer in entry["scorers"]:
             if scorer not in config["scorers"]:
@@ -123,34 +127,16 @@ def _check_components(config: dict[str, Any]) -> None:
     scoring["teacher"] = scoring["teacher"] or teachers[0]
     _check_teacher(scoring["teacher"], teachers, "scoring.teacher")
     _check_pruned_teachers(config)
-    all_teachers = [*teachers, *config["pruned_teachers"]]
-    for name, setting in config["distillation"].items():
-        where = f"distillation.{name}"
-        params = loss_parameters(setting)
-        loss = _build_loss_checked(setting["loss"], params, where)
-        if loss.needs_teacher:
-            _check_teacher(setting.get("teacher"), all_teachers, f"{where}.teacher")
-        elif "teacher" in setting:
-            raise UserError(f"config error in {where}: loss {setting['loss']!r} uses no teacher; remove 'teacher'")
-        if setting["shape_student"] and not loss.needs_teacher:
-            raise UserError(f"config error in {where}: shape_student needs a teacher to shape the student from")
-        if setting["cached_views"] and (not loss.needs_teacher or loss.teacher_layers):
-            why = "uses no teacher" if not loss.needs_teacher else "reads teacher features, which the cache does not hold"
-            raise UserError(f"config error in {where}: cached_views needs a loss that reads only the teacher's logits; "
-                            f"loss {setting['loss']!r} {why}")
-        if setting["cached_views"] and not config["student"]["train"].get("augment", True):
-            raise UserError(f"config error in {where}: cached_views caches augmented views, but student.train.augment "
-                            "is false; use online KD (cached_views: null) without augmentation")
-        _check_models(config, setting, loss, where)
-        setting.update(_loss_params(setting["loss"], params))
-        if "infobatch" in setting:
-            setting["infobatch"] = dataclasses.asdict(parse_params(InfoBatchConfig, setting["infobatch"], f"distillation.{name}.infobatch"))
+    for name, entry in config["distillation"].items():
+        config["distillation"][name] = DistillSetting.parse(name, entry, f"distillation.{name}", config).spec()
 
 
 def loss_parameters(setting: dict[str, Any]) -> dict[str, Any]:
-    """The loss's own parameters in a distillation setting (everything but its other keys)."""
-    return {k: v for k, v in setting.items()
-            if k not in ("name", "loss", "teacher", "infobatch", "shape_student", "cached_views")}
+    """The loss's own parameters in a distillation setting (everything but its other keys).
+    Kept for callers not yet on ``pipeline.distillation.DistillSetting.loss_params``."""
+    from pipeline.distillation import SETTING_KEYS
+
+    return {k: v for k, v in setting.items() if k not in SETTING_KEYS}
 
 
 def base_teacher(config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -161,7 +147,7 @@ def base_teacher(config: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _check_pruned_teachers(config: dict[str, Any]) -> None:
-    from pipeline.params import parse_params
+    from pipeline.params import params_dict, parse_params
     from pipeline.train import TrainConfig
 
     pruned = config["pruned_teachers"]
@@ -177,49 +163,9 @@ def _check_pruned_teachers(config: dict[str, Any]) -> None:
             chain.append(pruned[chain[-1]]["teacher"])
             if chain[-1] == name:
                 raise UserError(f"config error in {where}.teacher: a cycle {' -> '.join(chain)}")
-        entry["train"] = dataclasses.asdict(parse_params(TrainConfig, entry["train"], f"{where}.train"))
-
-
-def _check_models(config: dict[str, Any], setting: dict[str, Any], loss, where: str) -> None:
-    """Layer names of feature losses, and the family of shaped students, against the models."""
-    from pipeline.features import check_layers
-    from pipeline.models import build_model
-    from pipeline.models.shaping import SHAPED_FAMILIES
-
-    teacher = base_teacher(config, setting["teacher"]) if loss.needs_teacher else None
-    if setting["shape_student"] and teacher["model"] not in SHAPED_FAMILIES:
-        raise UserError(f"config error in {where}.shape_student: cannot shape a student from {teacher['model']!r}; "
-                        f"supported: {', '.join(sorted(SHAPED_FAMILIES))}")
-    student = teacher if setting["shape_student"] else config["student"]
-    for section, layers, side in ((student, loss.student_layers, "student_layers"),
-                                  (teacher, loss.teacher_layers, "teacher_layers")):
-        if layers:  # the layer names do not depend on the number of classes or channels
-            check_layers(build_model(section["model"], 10, 3, **section["model_args"]), layers, f"config error in {where}.{side}")
+        entry["train"] = params_dict(parse_params(TrainConfig, entry["train"], f"{where}.train"))
 
 
 def _check_teacher(name: str | None, teachers: list[str], where: str) -> None:
     if name not in teachers:
         raise UserError(f"config error in {where}: teacher {name!r} is not defined; defined: {', '.join(teachers)}")
-
-
-def _loss_params(loss: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The loss's parameters with its defaults filled in."""
-    from pipeline.losses import LOSSES
-
-    signature = inspect.signature(LOSSES.get(loss).__init__)
-    defaults = {
-        n: p.default
-        for n, p in signature.parameters.items()
-        if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
-    return {**defaults, **params}
-
-
-def _build_loss_checked(loss: str, params: dict[str, Any], where: str):
-    from pipeline.losses import build_loss
-
-    allowed = list(_loss_params(loss, {}))
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise UserError(f"config error in {where}: unknown parameter {unknown[0]!r} for loss {loss!r}; allowed: {', '.join(allowed) or 'none'}")
-    return build_loss(loss, **params)

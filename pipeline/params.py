@@ -1,8 +1,12 @@
-"""Component parameters from config: a frozen dataclass per component, so every parameter has a
-type, a default and a docstring in one place, and an unknown key is an error naming it."""
+"""Component parameters from config: every component (scorer, selector, loss, model) declares a
+frozen dataclass ``Params``, one field per parameter with its type, default and a comment, and
+checks its values in ``__post_init__``; its registry checks a config entry against it
+(``Registry.params``). The training schedule (``pipeline.train.TrainConfig``) and InfoBatch
+(``pipeline.infobatch.InfoBatchConfig``) are read the same way with ``parse_params``."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pipeline.errors import UserError
@@ -10,10 +14,31 @@ from pipeline.errors import UserError
 P = TypeVar("P")
 
 
-def parse_params(cls: type[P], values: dict[str, Any] | None, where: str) -> P:
-    values = dict(values or {})
-    allowed = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(allowed))
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    """The Params of a component without parameters."""
+
+
+def field_names(cls: type) -> list[str]:
+    """The parameters ``cls`` declares, in declaration order."""
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def check_keys(cls: type, values: Mapping[str, Any], what: str) -> None:
+    """An unknown key is one line naming it (every unknown one, sorted) and the allowed ones."""
+    allowed = field_names(cls)
+    unknown = sorted((key for key in values if key not in allowed), key=str)
     if unknown:
-        raise UserError(f"unknown parameter {unknown[0]!r} for {where}; allowed: {', '.join(allowed) or 'none'}")
+        raise UserError(f"unknown parameter {', '.join(map(repr, unknown))} for {what}; "
+                        f"allowed: {', '.join(allowed) or 'none'}")
+
+
+def parse_params(cls: type[P], values: Mapping[str, Any] | None, where: str) -> P:
+    values = dict(values or {})
+    check_keys(cls, values, where)
     return cls(**values)
+
+
+def params_dict(params: Any) -> dict[str, Any]:
+    """A Params instance as the plain dict a config and a job spec hold (every field)."""
+    return dataclasses.asdict(params)

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load_config, validate_config
+from pipeline.config import base_teacher, load_config, loss_parameters, validate_config
+from pipeline.distillation import DistillSetting
 from pipeline.errors import UserError
+from pipeline.losses.kd import HintonKD
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -52,10 +54,17 @@ BAD = [
     ("checkpoint_every", 0, "config error in checkpoint_every: 0 is less than the minimum of 1"),
     ("scorers.el3n", {}, "unknown scorer 'el3n'; known: aum, el2n, entropy, forgetting, grand, least_confidence"),
     ("scorers.el2n", {"runs": 3}, "unknown parameter 'runs' for scorer 'el2n'; allowed: none"),
+    ("scorers.grand", {"mode": "full", "runs": 3},
+     "config error in scorers.grand: unknown parameter 'runs' for scorer 'grand'; allowed: mode, chunk_size"),
+    ("student.model_args", {"depth": 3},
+     "config error in student.model_args: unknown parameter 'depth' for model 'cnn'; allowed: width, widths"),
+    ("teachers.cnn32.model_args", {"widht": 3}, "config error in teachers.cnn32.model_args: unknown parameter 'widht'"),
+    ("proxies.model_args", {"depth": 3}, "config error in proxies.model_args: unknown parameter 'depth' for model 'cnn'"),
     ("proxies.rounds", 3, "config error in proxies: unknown key 'rounds'; allowed: model, model_args, runs, seed"),
     ("scorers.forgetting", {"never_learned": "sometimes"}, "never_learned must be 'max' or 'zero', got 'sometimes'"),
     ("selection.selectors", {"hardst": ["random"]}, "unknown selector 'hardst'; known: easiest, hardest, medium, random, stratified"),
     ("selection.selectors", {"stratified": {"scorers": ["el2n"], "betta": 0.1}}, "unknown parameter 'betta' for selector 'stratified'; allowed: beta, strata"),
+    ("selection.selectors", {"stratified": {"scorers": ["el2n"], "beta": 1.5}}, "stratified: beta (hard cutoff share) must be a number in [0, 1), got 1.5"),
     ("distillation.kd.infobatch", {"rate": 0.5}, "config error in distillation.kd.infobatch: unknown key 'rate'; allowed: delta, ratio"),
     ("distillation.kd.infobatch", {"ratio": 1.0}, "infobatch ratio must be in [0, 1), got 1.0"),
     ("scorers", {"random": {}}, "selection.selectors.hardest: scorer 'el2n' is not configured under scorers"),
@@ -66,6 +75,8 @@ BAD = [
     ("distillation.kd.alpha", 1.5, "kd alpha must be in [0, 1], got 1.5"),
     ("distillation.kd.temperature", 0, "kd temperature must be > 0, got 0"),
     ("distillation.kd.beta", 2, "unknown parameter 'beta' for loss 'kd'; allowed: alpha, temperature, reshape"),
+    ("distillation.kd.beta", 2, "config error in distillation.kd: unknown parameter 'beta' for loss 'kd'"),
+    ("distillation.labels.teacher", "cnn32", "config error in distillation.labels: loss 'ce' uses no teacher; remove 'teacher'"),
     ("distillation.kd.loss", "crd", "unknown loss 'crd'; known: ce, dkd, kd, vid"),
     ("distillation.kd.reshape", "yes", "config error in distillation.kd.reshape: 'yes' is not valid under any of the given schemas"),
     ("distillation.vid", {"loss": "vid", "teacher": "cnn32", "student_layers": ["layer1"], "teacher_layers": ["features.6"]},
@@ -128,3 +139,35 @@ def test_shaped_student_needs_a_supported_teacher_family():
 def test_study_configs_validate(study):
     config = load_config(study)
     assert config["report"]["title"] and config["report"]["compare"]
+
+
+def test_distillation_settings_are_their_records_dict_forms():
+    config = copy.deepcopy(DEFAULT)
+    config["distillation"]["kd_ib"] = {"loss": "kd", "teacher": "cnn32", "alpha": 0.5, "infobatch": {"ratio": 0.3}}
+    validated = validate_config(config)
+    for name, entry in validated["distillation"].items():
+        setting = DistillSetting.parse(name, entry)
+        assert setting.spec() == entry
+        assert setting.loss_params() == loss_parameters(entry) == loss_parameters({"name": name, **entry})
+    kd = DistillSetting.parse("kd", validated["distillation"]["kd"])
+    assert kd.params == HintonKD.Params(alpha=0.9, temperature=4, reshape=False) and kd.teacher == "cnn32"
+    assert validated["distillation"]["kd_ib"]["infobatch"] == {"ratio": 0.3, "delta": 0.875}
+
+
+def test_model_args_and_selector_params_are_kept_as_written():
+    # checked against their Params but not filled in: job specs (and their reruns) are built from them
+    config = copy.deepcopy(DEFAULT)
+    config["selection"]["selectors"]["stratified"] = {"scorers": ["el2n"], "beta": 0.1}
+    validated = validate_config(config)
+    assert validated["selection"]["selectors"]["stratified"] == {"scorers": ["el2n"], "params": {"beta": 0.1}}
+    assert validated["selection"]["selectors"]["hardest"]["params"] == {}
+    assert validated["student"]["model_args"] == {"width": 8}
+    assert validated["scorers"]["grand"] == {"mode": "last_layer", "chunk_size": 64}  # scorers: every default
+
+
+def test_base_teacher_follows_pruned_teachers():
+    config = copy.deepcopy(DEFAULT)
+    config["pruned_teachers"] = {"p": {"teacher": "cnn32", "rounds": 1}, "q": {"teacher": "p", "rounds": 1}}
+    validated = validate_config(config)
+    assert base_teacher(validated, "q") is validated["teachers"]["cnn32"]
+    assert base_teacher(validated, "cnn32") is validated["teachers"]["cnn32"]

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data import Augment, TensorSplit, load_dataset
+from pipeline.data import DATASETS, Augment, TensorSplit, load_dataset
 from pipeline.data import fashion_mnist as fashion_mnist_module
 from pipeline.data.imagenet import FolderSplit
 from pipeline.data.splits import augment_batch
 from pipeline.errors import UserError
+from pipeline.params import NoParams
 
 CPU = torch.device("cpu")
 
@@ -110,6 +111,15 @@ def test_fashion_mnist_missing_files(tmp_path, no_system_fashion):
 def test_unknown_dataset_lists_known():
     with pytest.raises(UserError, match="cifar10.*fashion_mnist.*imagenet.*svhn"):
         load_dataset("cifar11")
+
+
+def test_datasets_have_no_parameters_of_their_own():
+    # a dataset's settings are the config's data section (root, download, limits), checked by the schema
+    for name in DATASETS.names():
+        assert DATASETS.params_type(name) is NoParams
+        assert DATASETS.params(name, {}, f"data.{name}") == NoParams()
+    with pytest.raises(UserError, match=r"^unknown parameter 'root' for dataset 'cifar10'; allowed: none$"):
+        DATASETS.params("cifar10", {"root": "data"})
 
 
 # ---------------------------------------------------------------- CIFAR

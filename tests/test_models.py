@@ -1,12 +1,15 @@
 """Model zoo: every registered model builds and maps images to logits through a final
-``classifier`` Linear; parameter counts match the published ones; unknown names are rejected."""
+``classifier`` Linear; parameter counts match the published ones; unknown names are rejected; each
+model's arguments (config ``model_args``) are its registered Params, checked before it builds."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn as nn
 
+from pipeline.errors import UserError
 from pipeline.models import MODELS, build_model
+from pipeline.models import cnn, mobilenetv2, resnet_cifar, torchvision_resnet, vgg, wrn
 
 TORCHVISION = {"resnet18", "resnet34", "resnet50"}
 ALL = MODELS.names()
@@ -71,3 +74,36 @@ def test_unknown_name_lists_known() -> None:
     assert "resnet9000" in message
     for name in ALL:
         assert name in message
+
+
+def test_model_args_are_the_registered_params():
+    assert MODELS.params("cnn", {"width": 8}, "student.model_args") == cnn.Params(width=8, widths=None)
+    assert MODELS.params("resnet8x4", {}, "x") == resnet_cifar.Params(widths=None, block_widths=None)
+    assert MODELS.params("vgg13", {"widths": [4] * 10}) == vgg.Params(widths=[4] * 10)
+    assert MODELS.params("wrn_16_2", {"drop_rate": 0.3}) == wrn.Params(drop_rate=0.3)
+    assert MODELS.params("mobilenetv2", {}) == mobilenetv2.Params(width_mult=0.5, expansion=6)
+    assert MODELS.params("resnet50", {"zero_init_residual": True}) == torchvision_resnet.Params(True, 1, 64)
+    assert {MODELS.params_type(n) for n in ALL} == {cnn.Params, resnet_cifar.Params, vgg.Params, wrn.Params,
+                                                    mobilenetv2.Params, torchvision_resnet.Params}
+
+
+def test_model_args_reach_the_model():
+    model = build_model("cnn", num_classes=10, in_channels=1, width=3)
+    assert [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] == [3, 6, 12]
+    model = build_model("cnn", num_classes=10, in_channels=1, widths=[2, 5, 7])
+    assert [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] == [2, 5, 7]
+    model = build_model("resnet20", num_classes=10, in_channels=3, widths=[8, 8, 16, 32])
+    assert (model.conv1.out_channels, model.classifier.in_features) == (8, 32)
+    assert build_model("wrn_16_2", num_classes=10, in_channels=3, drop_rate=0.25).block1[0].dropout.p == 0.25
+    assert build_model("mobilenetv2", 10, 3, width_mult=1.0).features[0].out_channels == 32  # 32 * 1.0
+    assert build_model("resnet18", 10, 3, zero_init_residual=True).backbone.layer1[0].bn2.weight.abs().sum() == 0
+
+
+def test_unknown_model_arg_is_one_line():
+    with pytest.raises(UserError) as err:
+        build_model("cnn", num_classes=10, in_channels=3, depth=3)
+    assert str(err.value) == "unknown parameter 'depth' for model 'cnn'; allowed: width, widths"
+    with pytest.raises(UserError) as err:
+        MODELS.params("resnet20", {"width": 8}, "teachers.r20.model_args")
+    assert str(err.value) == ("config error in teachers.r20.model_args: unknown parameter 'width' for model "
+                              "'resnet20'; allowed: widths, block_widths")

@@ -16,7 +16,9 @@ import pipeline.stages.subsets
 from pipeline.errors import UserError
 from pipeline.io import read_table, write_table
 import pipeline.selectors
-from pipeline.selectors import SELECTORS, order_by_score, select_subset, selector_params
+from pipeline.params import NoParams
+from pipeline.selectors import SELECTORS, order_by_score, select_subset
+from pipeline.selectors import stratified as stratified_module
 from pipeline.selectors.budget import class_budgets, total_budget
 from pipeline.selectors.medium import median_window
 from pipeline.selectors.stratified import allocate, stratum_of
@@ -326,9 +328,23 @@ def test_keep_all_property(problem, selector, balanced):
 
 def test_every_selector_is_registered_with_its_parameters():
     assert {"easiest", "hardest", "medium", "random", "stratified"} <= set(SELECTORS.names())
-    assert selector_params(SELECTORS.get("stratified")) == ["beta", "strata"]
+    assert SELECTORS.params_type("stratified") is stratified_module.Params
+    assert SELECTORS.params("stratified", {"beta": 0.1}, "x") == stratified_module.Params(beta=0.1, strata=50)
+    assert SELECTORS.params("stratified") == stratified_module.Params(beta=0.0, strata=50)
     for name in ("easiest", "hardest", "medium", "random"):
-        assert selector_params(SELECTORS.get(name)) == []
+        assert SELECTORS.params_type(name) is NoParams
+        assert SELECTORS.params(name, {}, "x") == NoParams()
+
+
+def test_unknown_parameter_in_config_is_one_line():
+    with pytest.raises(UserError) as info:
+        SELECTORS.params("stratified", {"betta": 0.1}, "selection.selectors.stratified")
+    assert str(info.value) == ("config error in selection.selectors.stratified: unknown parameter 'betta' for "
+                               "selector 'stratified'; allowed: beta, strata")
+    with pytest.raises(UserError, match=r"^unknown selector 'hardst'; known: easiest, hardest, medium, random, stratified$"):
+        SELECTORS.params("hardst", {}, "selection.selectors.hardst")
+    with pytest.raises(UserError, match=r"^selector 'stratified' params must be a mapping of names to values, got \[0\.1\]$"):
+        SELECTORS.params("stratified", [0.1])
 
 
 def test_unknown_parameter_names_the_allowed_ones():
@@ -354,10 +370,10 @@ def test_budget_larger_than_group_is_a_user_error(monkeypatch):
 
 
 @pytest.mark.parametrize("broken, what", [
-    (lambda scores, indices, k, rng: indices[: k + 1], "returned 3 indices for a budget of 2"),
-    (lambda scores, indices, k, rng: indices[: k - 1], "returned 1 indices for a budget of 2"),
-    (lambda scores, indices, k, rng: np.repeat(indices[:1], k), "returned duplicate indices"),
-    (lambda scores, indices, k, rng: indices[:k] + 100, "returned indices outside its group"),
+    (lambda scores, indices, k, rng, params: indices[: k + 1], "returned 3 indices for a budget of 2"),
+    (lambda scores, indices, k, rng, params: indices[: k - 1], "returned 1 indices for a budget of 2"),
+    (lambda scores, indices, k, rng, params: np.repeat(indices[:1], k), "returned duplicate indices"),
+    (lambda scores, indices, k, rng, params: indices[:k] + 100, "returned indices outside its group"),
 ])
 def test_selector_returning_a_wrong_subset_is_a_bug(monkeypatch, broken, what):
     monkeypatch.setitem(SELECTORS._entries, "broken", broken)
@@ -440,7 +456,8 @@ def test_medium_per_class():
 
 def stratified(scores, k, seed=0, **params):
     scores = np.asarray(scores, dtype=float)
-    return np.sort(SELECTORS.get("stratified")(scores, np.arange(len(scores)), k, rng(seed), **params)).tolist()
+    params = SELECTORS.params("stratified", params)
+    return np.sort(SELECTORS.get("stratified")(scores, np.arange(len(scores)), k, rng(seed), params)).tolist()
 
 
 def test_stratum_of_equal_width_max_in_last():

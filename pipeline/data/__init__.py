@@ -2,6 +2,10 @@
 ``Dataset`` whose training split is in canonical order (the official training split's order), so a
 sample's position there is its ``sample_index`` in every table.
 
+A dataset has no parameters of its own (its registered Params is ``NoParams``): what a config
+says about the data is its ``data`` section (root, download, train_limit, test_limit), the same for
+every dataset and checked by the JSON schema.
+
 Adding a dataset: one file in this package with ``@DATASETS.register("name")``, its size under
 ``DATASET_SIZES`` (what the workflow sizes cluster jobs by, without reading the data), and its
 import below.

@@ -6,8 +6,14 @@ and per-epoch metrics record every term. Features are the outputs of the layers 
 ``student_layers`` / ``teacher_layers``, taken with forward hooks (``pipeline.features``).
 
 Adding a loss: one file in this package with ``@LOSSES.register("name")`` and its import below.
+Its nested frozen dataclass ``Params`` declares its config parameters (types, defaults, a comment
+each; values checked in ``__post_init__``), registered with it; the loss is built from an instance
+of it (``build_loss`` checks the keyword arguments into one with ``LOSSES.params``).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -18,11 +24,20 @@ LOSSES: Registry = Registry("loss")
 
 
 class DistillLoss(nn.Module):
+    @dataclass(frozen=True)
+    class Params:
+        pass
+
     needs_teacher: bool = False
     # the full-data teacher's per-class logit std (MDSLR reshaping), given by set_teacher_class_std
     needs_teacher_class_std: bool = False
     student_layers: tuple[str, ...] = ()
     teacher_layers: tuple[str, ...] = ()
+
+    def __init__(self, params: Any = None):
+        """``params``: this loss's Params (its defaults when None)."""
+        super().__init__()
+        self.params = self.Params() if params is None else params
 
     def prepare(self, student: nn.Module, teacher: nn.Module | None, example: torch.Tensor) -> None:
         """Build learned parts whose shapes depend on the models (called once before training,
@@ -33,7 +48,7 @@ class DistillLoss(nn.Module):
 
 
 def build_loss(name: str, **params) -> DistillLoss:
-    return LOSSES.get(name)(**params)
+    return LOSSES.get(name)(LOSSES.params(name, params))
 
 
 from pipeline.losses import ce, dkd, kd, vid  # noqa: E402,F401

@@ -9,6 +9,8 @@ w ramps linearly from 1/warmup_epochs at the first epoch to 1 (as the reference 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -37,16 +39,25 @@ def _kl(log_p_t: torch.Tensor, log_p_s: torch.Tensor) -> torch.Tensor:
 class DecoupledKD(DistillLoss):
     needs_teacher = True
 
-    def __init__(self, tckd_weight: float = 1.0, nckd_weight: float = 8.0, temperature: float = 4.0,
-                 warmup_epochs: int = 20):
-        super().__init__()
-        for name, value in (("tckd_weight", tckd_weight), ("nckd_weight", nckd_weight), ("warmup_epochs", warmup_epochs)):
-            if value < 0:
-                raise UserError(f"dkd {name} must be >= 0, got {value}")
-        if not temperature > 0:
-            raise UserError(f"dkd temperature must be > 0, got {temperature}")
-        self.tckd_weight, self.nckd_weight, self.temperature = tckd_weight, nckd_weight, temperature
-        self.warmup_epochs = warmup_epochs
+    @dataclass(frozen=True)
+    class Params:
+        tckd_weight: float = 1.0  # weight of the target-class term (the paper's alpha)
+        nckd_weight: float = 8.0  # weight of the non-target term (the paper's beta; CIFAR-100: 8)
+        temperature: float = 4.0  # T of both softmaxes; both terms are scaled by T^2
+        warmup_epochs: int = 20  # epochs over which the DKD weight ramps linearly up to 1 (0: none)
+
+        def __post_init__(self):
+            for name in ("tckd_weight", "nckd_weight", "warmup_epochs"):
+                if getattr(self, name) < 0:
+                    raise UserError(f"dkd {name} must be >= 0, got {getattr(self, name)}")
+            if not self.temperature > 0:
+                raise UserError(f"dkd temperature must be > 0, got {self.temperature}")
+
+    def __init__(self, params: Params | None = None):
+        super().__init__(params)
+        p = self.params
+        self.tckd_weight, self.nckd_weight, self.temperature = p.tckd_weight, p.nckd_weight, p.temperature
+        self.warmup_epochs = p.warmup_epochs
         self.ramp = 1.0
 
     def start_epoch(self, epoch: int, epochs: int) -> None:

@@ -12,6 +12,8 @@ training samples of the sample's class, computed once from the full-data teacher
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -56,10 +58,19 @@ def check_kd_params(alpha: float, temperature: float) -> None:
 class HintonKD(DistillLoss):
     needs_teacher = True
 
-    def __init__(self, alpha: float = 0.9, temperature: float = 4.0, reshape: bool = False):
-        super().__init__()
-        check_kd_params(alpha, temperature)
-        self.alpha, self.temperature, self.reshape = alpha, temperature, bool(reshape)
+    @dataclass(frozen=True)
+    class Params:
+        alpha: float = 0.9  # weight of the KD term; 1 - alpha weighs the labels' CE (0: labels only, 1: pure KD)
+        temperature: float = 4.0  # T, softening both softmaxes; the KD term is scaled by T^2
+        reshape: bool = False  # MDSLR's logit reshaping of the teacher (needs the teacher's class statistics)
+
+        def __post_init__(self):
+            check_kd_params(self.alpha, self.temperature)
+
+    def __init__(self, params: Params | None = None):
+        super().__init__(params)
+        p = self.params
+        self.alpha, self.temperature, self.reshape = p.alpha, p.temperature, bool(p.reshape)
         self.needs_teacher_class_std = self.reshape
         self.register_buffer("class_std", None)
 

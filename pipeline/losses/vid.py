@@ -13,6 +13,8 @@ the larger is average-pooled to the smaller. alpha = 0 (default) is RepDistiller
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 from pipeline.errors import UserError
 from pipeline.features import LayerOutputs
 from pipeline.losses import LOSSES, DistillLoss
-from pipeline.losses.kd import HintonKD
+from pipeline.losses.kd import HintonKD, check_kd_params
 
 INITIAL_VARIANCE, MIN_VARIANCE = 5.0, 1e-5
 
@@ -62,17 +64,31 @@ def _pool_to(features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class VID(DistillLoss):
     needs_teacher = True
 
-    def __init__(self, alpha: float = 0.0, temperature: float = 4.0, vid_weight: float = 1.0,
-                 student_layers: tuple[str, ...] = (), teacher_layers: tuple[str, ...] = ()):
-        super().__init__()
-        if not student_layers or len(student_layers) != len(teacher_layers):
-            raise UserError(f"vid needs student_layers and teacher_layers of the same non-zero length, "
-                            f"got {list(student_layers)} and {list(teacher_layers)}")
-        if vid_weight < 0:
-            raise UserError(f"vid vid_weight must be >= 0, got {vid_weight}")
-        self.kd = HintonKD(alpha, temperature)
-        self.vid_weight = vid_weight
-        self.student_layers, self.teacher_layers = tuple(student_layers), tuple(teacher_layers)
+    @dataclass(frozen=True)
+    class Params:
+        alpha: float = 0.0  # weight of Hinton KD's KL term, as in kd (0: RepDistiller's CE + VID)
+        temperature: float = 4.0  # T of the KD term
+        vid_weight: float = 1.0  # weight of the summed VID terms
+        # the student and teacher layers whose outputs are paired, one pair per position
+        # (module names as in ``named_modules``, e.g. features.6)
+        student_layers: Sequence[str] = ()
+        teacher_layers: Sequence[str] = ()
+
+        def __post_init__(self):
+            student_layers, teacher_layers = self.student_layers, self.teacher_layers
+            if not student_layers or len(student_layers) != len(teacher_layers):
+                raise UserError(f"vid needs student_layers and teacher_layers of the same non-zero length, "
+                                f"got {list(student_layers)} and {list(teacher_layers)}")
+            if self.vid_weight < 0:
+                raise UserError(f"vid vid_weight must be >= 0, got {self.vid_weight}")
+            check_kd_params(self.alpha, self.temperature)
+
+    def __init__(self, params: Params | None = None):
+        super().__init__(params)
+        p = self.params
+        self.kd = HintonKD(HintonKD.Params(p.alpha, p.temperature))
+        self.vid_weight = p.vid_weight
+        self.student_layers, self.teacher_layers = tuple(p.student_layers), tuple(p.teacher_layers)
         self.regressors = nn.ModuleList()
 
     @torch.no_grad()

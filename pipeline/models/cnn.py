@@ -2,6 +2,8 @@
 baseline and for quick experiments."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
@@ -40,6 +42,12 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@MODELS.register("cnn")
-def cnn(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return SmallCNN(num_classes, in_channels, **kwargs)
+@dataclass(frozen=True)
+class Params:
+    width: int = 16  # channels of the first convolution; the next two have 2x and 4x as many
+    widths: list[int] | None = None  # the three convolutions' widths, instead of width (a shaped student)
+
+
+@MODELS.register("cnn", Params)
+def cnn(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return SmallCNN(num_classes, in_channels, params.width, params.widths)

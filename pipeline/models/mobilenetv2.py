@@ -3,6 +3,8 @@ RepDistiller / CRD (Tian et al. 2020) for distillation: their ``mobile_half``, i
 0.5, expansion 6, and strides reduced so 32x32 inputs are downsampled 16x instead of 32x."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
@@ -72,6 +74,12 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-@MODELS.register("mobilenetv2")
-def mobilenetv2(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return MobileNetV2(num_classes, in_channels, **kwargs)
+@dataclass(frozen=True)
+class Params:
+    width_mult: float = 0.5  # channel multiplier (RepDistiller's mobile_half: 0.5)
+    expansion: int = 6  # expansion factor of the inverted residual blocks
+
+
+@MODELS.register("mobilenetv2", Params)
+def mobilenetv2(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return MobileNetV2(num_classes, in_channels, params.width_mult, params.expansion)

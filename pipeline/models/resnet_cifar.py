@@ -3,6 +3,8 @@ as used by RepDistiller / CRD (Tian et al. 2020), including their wider ``x4`` v
 1x1 conv + BN projection shortcut whenever a block changes shape."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
@@ -79,37 +81,45 @@ _SMALL = (16, 16, 32, 64)
 _WIDE = (32, 64, 128, 256)
 
 
-@MODELS.register("resnet20")
-def resnet20(num_classes: int, in_channels: int = 3, widths: list[int] | None = None,
-             block_widths: list[int] | None = None) -> nn.Module:
-    return CifarResNet(20, _SMALL if widths is None else widths, num_classes, in_channels, block_widths)
+@dataclass(frozen=True)
+class Params:
+    # the residual streams' widths (stem, stage 1, 2, 3), RepDistiller's num_filters; None: the
+    # model's own ((16, 16, 32, 64), or (32, 64, 128, 256) for the x4 models)
+    widths: list[int] | None = None
+    block_widths: list[int] | None = None  # every block's inner width in forward order (a shaped student)
 
 
-@MODELS.register("resnet32")
-def resnet32(num_classes: int, in_channels: int = 3, widths: list[int] | None = None,
-             block_widths: list[int] | None = None) -> nn.Module:
-    return CifarResNet(32, _SMALL if widths is None else widths, num_classes, in_channels, block_widths)
+def _resnet(depth: int, default_widths: tuple[int, int, int, int], num_classes: int, in_channels: int,
+            params: Params) -> nn.Module:
+    widths = default_widths if params.widths is None else params.widths
+    return CifarResNet(depth, widths, num_classes, in_channels, params.block_widths)
 
 
-@MODELS.register("resnet56")
-def resnet56(num_classes: int, in_channels: int = 3, widths: list[int] | None = None,
-             block_widths: list[int] | None = None) -> nn.Module:
-    return CifarResNet(56, _SMALL if widths is None else widths, num_classes, in_channels, block_widths)
+@MODELS.register("resnet20", Params)
+def resnet20(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return _resnet(20, _SMALL, num_classes, in_channels, params)
 
 
-@MODELS.register("resnet110")
-def resnet110(num_classes: int, in_channels: int = 3, widths: list[int] | None = None,
-              block_widths: list[int] | None = None) -> nn.Module:
-    return CifarResNet(110, _SMALL if widths is None else widths, num_classes, in_channels, block_widths)
+@MODELS.register("resnet32", Params)
+def resnet32(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return _resnet(32, _SMALL, num_classes, in_channels, params)
 
 
-@MODELS.register("resnet8x4")
-def resnet8x4(num_classes: int, in_channels: int = 3, widths: list[int] | None = None,
-              block_widths: list[int] | None = None) -> nn.Module:
-    return CifarResNet(8, _WIDE if widths is None else widths, num_classes, in_channels, block_widths)
+@MODELS.register("resnet56", Params)
+def resnet56(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return _resnet(56, _SMALL, num_classes, in_channels, params)
 
 
-@MODELS.register("resnet32x4")
-def resnet32x4(num_classes: int, in_channels: int = 3, widths: list[int] | None = None,
-               block_widths: list[int] | None = None) -> nn.Module:
-    return CifarResNet(32, _WIDE if widths is None else widths, num_classes, in_channels, block_widths)
+@MODELS.register("resnet110", Params)
+def resnet110(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return _resnet(110, _SMALL, num_classes, in_channels, params)
+
+
+@MODELS.register("resnet8x4", Params)
+def resnet8x4(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return _resnet(8, _WIDE, num_classes, in_channels, params)
+
+
+@MODELS.register("resnet32x4", Params)
+def resnet32x4(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return _resnet(32, _WIDE, num_classes, in_channels, params)

@@ -2,6 +2,9 @@
 linear layer is exposed as ``classifier`` like every other model in the zoo."""
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
@@ -29,16 +32,25 @@ class TorchvisionResNet(nn.Module):
         return self.classifier(self.backbone(x))
 
 
-@MODELS.register("resnet18")
-def resnet18(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return TorchvisionResNet("resnet18", num_classes, in_channels, **kwargs)
+@dataclass(frozen=True)
+class Params:
+    """torchvision's own ResNet arguments (those a config can write)."""
+
+    zero_init_residual: bool = False  # zero-initialise each block's last BatchNorm weight
+    groups: int = 1  # groups of the 3x3 convolutions (ResNeXt)
+    width_per_group: int = 64  # channels per group of the 3x3 convolutions (wide ResNets: 128)
 
 
-@MODELS.register("resnet34")
-def resnet34(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return TorchvisionResNet("resnet34", num_classes, in_channels, **kwargs)
+@MODELS.register("resnet18", Params)
+def resnet18(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return TorchvisionResNet("resnet18", num_classes, in_channels, **dataclasses.asdict(params))
 
 
-@MODELS.register("resnet50")
-def resnet50(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return TorchvisionResNet("resnet50", num_classes, in_channels, **kwargs)
+@MODELS.register("resnet34", Params)
+def resnet34(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return TorchvisionResNet("resnet34", num_classes, in_channels, **dataclasses.asdict(params))
+
+
+@MODELS.register("resnet50", Params)
+def resnet50(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return TorchvisionResNet("resnet50", num_classes, in_channels, **dataclasses.asdict(params))

@@ -3,6 +3,8 @@
 64x64 inputs), global average pooling and a single linear classifier."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
@@ -63,11 +65,16 @@ _VGG8 = [[64], [128], [256], [512], [512]]
 _VGG13 = [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]]
 
 
-@MODELS.register("vgg8")
-def vgg8(num_classes: int, in_channels: int = 3, widths: list[int] | None = None) -> nn.Module:
-    return VGG(_VGG8, num_classes, in_channels, widths)
+@dataclass(frozen=True)
+class Params:
+    widths: list[int] | None = None  # every convolution's width in forward order, instead of the cfg's (a shaped student)
 
 
-@MODELS.register("vgg13")
-def vgg13(num_classes: int, in_channels: int = 3, widths: list[int] | None = None) -> nn.Module:
-    return VGG(_VGG13, num_classes, in_channels, widths)
+@MODELS.register("vgg8", Params)
+def vgg8(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return VGG(_VGG8, num_classes, in_channels, params.widths)
+
+
+@MODELS.register("vgg13", Params)
+def vgg13(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return VGG(_VGG13, num_classes, in_channels, params.widths)

@@ -3,6 +3,8 @@ as used by RepDistiller / CRD (Tian et al. 2020): WRN-d-k has (d-4)/6 blocks per
 widths 16k, 32k, 64k."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
@@ -70,11 +72,16 @@ class WideResNet(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 
 
-@MODELS.register("wrn_16_2")
-def wrn_16_2(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return WideResNet(16, 2, num_classes, in_channels, **kwargs)
+@dataclass(frozen=True)
+class Params:
+    drop_rate: float = 0.0  # dropout between a block's two convolutions
 
 
-@MODELS.register("wrn_40_2")
-def wrn_40_2(num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
-    return WideResNet(40, 2, num_classes, in_channels, **kwargs)
+@MODELS.register("wrn_16_2", Params)
+def wrn_16_2(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return WideResNet(16, 2, num_classes, in_channels, params.drop_rate)
+
+
+@MODELS.register("wrn_40_2", Params)
+def wrn_40_2(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return WideResNet(40, 2, num_classes, in_channels, params.drop_rate)

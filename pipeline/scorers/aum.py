@@ -20,7 +20,7 @@ class AUM(Scorer):
     needs = frozenset({"dynamics"})
 
     def score(self, ctx):
-        frame = ctx.dynamics()
+        frame = ctx.dynamics
         epochs = range(1, int(frame["epoch"].max()) + 1) if len(frame) else range(1, 2)
         margins = (
             frame.pivot(index="sample_index", columns="epoch", values="margin")

@@ -25,5 +25,5 @@ class EL2N(Scorer):
 
     def score(self, ctx):
         labels = ctx.data.train.labels
-        runs = [el2n(predict(proxy, ctx.data.train, ctx.batch_size, ctx.device), labels) for proxy in ctx.proxies()]
+        runs = [el2n(predict(proxy, ctx.data.train, ctx.batch_size, ctx.device), labels) for proxy in ctx.proxies]
         return torch.stack(runs).mean(0).numpy()

@@ -19,4 +19,4 @@ class Entropy(Scorer):
     needs = frozenset({"teacher_logits"})
 
     def score(self, ctx):
-        return entropy_score(ctx.teacher_logits()).numpy()
+        return entropy_score(ctx.teacher_logits).numpy()

@@ -39,7 +39,7 @@ class Forgetting(Scorer):
                 raise UserError(f"forgetting never_learned must be 'max' or 'zero', got {self.never_learned!r}")
 
     def score(self, ctx):
-        frame = ctx.dynamics()
+        frame = ctx.dynamics
         n = len(ctx.data.train)
         correct = frame.pivot(index="sample_index", columns="epoch", values="correct")
         if len(correct) != n or correct.isna().any().any():

@@ -76,7 +76,7 @@ class GraNd(Scorer):
     def score(self, ctx):
         split = ctx.data.train
         runs = []
-        for proxy in ctx.proxies():
+        for proxy in ctx.proxies:
             if self.params.mode == "full":
                 runs.append(full_grad_norm(proxy, split, self.params.chunk_size, ctx.device))
             else:

@@ -17,4 +17,4 @@ class LeastConfidence(Scorer):
     needs = frozenset({"teacher_logits"})
 
     def score(self, ctx):
-        return least_confidence_score(ctx.teacher_logits()).numpy()
+        return least_confidence_score(ctx.teacher_logits).numpy()

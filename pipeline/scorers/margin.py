@@ -20,4 +20,4 @@ class Margin(Scorer):
     needs = frozenset({"teacher_logits"})
 
     def score(self, ctx):
-        return margin_score(ctx.teacher_logits()).numpy()
+        return margin_score(ctx.teacher_logits).numpy()

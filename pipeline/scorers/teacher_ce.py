@@ -12,4 +12,4 @@ class TeacherCE(Scorer):
     needs = frozenset({"teacher_logits"})
 
     def score(self, ctx):
-        return F.cross_entropy(ctx.teacher_logits().double(), ctx.data.train.labels, reduction="none").numpy()
+        return F.cross_entropy(ctx.teacher_logits.double(), ctx.data.train.labels, reduction="none").numpy()

@@ -1,53 +1,34 @@
 """Selector registry: turn per-sample scores (higher = harder) into the kept subset.
 
-A selector is a function ``pick(scores, indices, k, rng, **params) -> kept indices`` over one
+A selector is a function ``pick(scores, indices, k, rng, params) -> kept indices`` over one
 group of samples: one class when the budget is class-balanced (the default), else the whole set.
-Its parameters, if any, are keyword-only arguments with defaults (``def pick(scores, indices, k,
-rng, *, beta=0.0)``); they are the only names ``params`` may hold. Grouping, budgets and the checks
-on what a selector returns live here, once, so every selector gets the exact budgets of
+Its parameters, if any, are a frozen dataclass registered with it
+(``@SELECTORS.register("stratified", Params)``; without one it gets ``NoParams``), and ``params``
+is an instance of it (``SELECTORS.params`` checks a config entry into one). Grouping, budgets and
+the checks on what a selector returns live here, once, so every selector gets the exact budgets of
 ``budget.py``.
 
 Adding a selector: one file in this package with ``@SELECTORS.register("name")`` and its import below.
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 
 import numpy as np
 
 from pipeline.errors import UserError
+from pipeline.params import NoParams
 from pipeline.registry import Registry
 from pipeline.selectors.budget import class_budgets, total_budget
 
 SELECTORS: Registry = Registry("selector")
+NO_PARAMS = NoParams()
 
 
 def order_by_score(scores: np.ndarray, indices: np.ndarray, descending: bool) -> np.ndarray:
     """``indices`` sorted by score, ties broken by ascending sample index (so equal scores always
     give the same subset)."""
     return indices[np.lexsort((indices, -scores if descending else scores))]
-
-
-def selector_params(pick) -> list[str]:
-    """The parameter names a selector accepts: its keyword-only arguments."""
-    return [p.name for p in inspect.signature(pick).parameters.values() if p.kind is p.KEYWORD_ONLY]
-
-
-def check_selector_params(selector: str, params: Mapping | None) -> dict:
-    pick = SELECTORS.get(selector)
-    if params is None:
-        return {}
-    if not isinstance(params, Mapping):
-        raise UserError(f"selector {selector!r} params must be a mapping of names to values, got {params!r}")
-    allowed = selector_params(pick)
-    unknown = sorted((name for name in params if name not in allowed), key=str)
-    if unknown:
-        raise UserError(
-            f"unknown parameter {', '.join(map(repr, unknown))} for selector {selector!r}; "
-            f"allowed: {', '.join(allowed) if allowed else 'none'}"
-        )
-    return dict(params)
 
 
 def _check_picked(selector: str, kept, group: np.ndarray, k: int) -> np.ndarray:
@@ -75,7 +56,8 @@ def select_subset(
     params: Mapping | None = None,
 ) -> np.ndarray:
     """Sorted canonical indices of the kept samples. ``scores[i]`` and ``labels[i]`` belong to
-    sample ``i``; ``params`` are the selector's keyword parameters (unknown names are a UserError)."""
+    sample ``i``; ``params`` are the selector's parameters, as a config entry (unknown names are a
+    UserError) or its Params."""
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     if not 0 < keep_fraction <= 1:
         raise UserError(f"keep fraction must be in (0, 1], got {keep_fraction}")
@@ -85,7 +67,7 @@ def select_subset(
     if total_budget(len(scores), keep_fraction) == 0:
         raise UserError(f"keep fraction {keep_fraction} of {len(scores)} samples keeps none; allowed: f >= {0.5 / len(scores):.2g}")
     pick = SELECTORS.get(selector)
-    params = check_selector_params(selector, params)
+    params = SELECTORS.params(selector, params)
     indices = np.arange(len(scores))
     if class_balanced:
         budgets = class_budgets(labels, keep_fraction)
@@ -97,7 +79,7 @@ def select_subset(
         if k > len(group):
             where = f"of class {c}, which has only {len(group)}" if class_balanced else f"of the {len(group)} samples"
             raise UserError(f"selector {selector!r} asked for {k} samples {where}")
-        kept.append(_check_picked(selector, pick(scores[group], group, k, rng, **params), group, k))
+        kept.append(_check_picked(selector, pick(scores[group], group, k, rng, params), group, k))
     return np.sort(np.concatenate(kept))
 
 

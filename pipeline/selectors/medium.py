@@ -14,7 +14,7 @@ whole group is kept (the only window of size n there is).
 """
 import numpy as np
 
-from pipeline.selectors import SELECTORS, order_by_score
+from pipeline.selectors import NO_PARAMS, SELECTORS, order_by_score
 
 
 def median_window(n: int, k: int) -> tuple[int, int]:
@@ -26,6 +26,6 @@ def median_window(n: int, k: int) -> tuple[int, int]:
 
 
 @SELECTORS.register("medium")
-def medium(scores, indices, k, rng):
+def medium(scores, indices, k, rng, params=NO_PARAMS):
     start, stop = median_window(len(indices), k)
     return order_by_score(np.asarray(scores), np.asarray(indices), descending=False)[start:stop]

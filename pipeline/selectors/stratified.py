@@ -30,6 +30,7 @@ equal-sized strata are visited in ascending score order (the reference's ``torch
 stable), and the cutoff and stratification run per group (the reference cuts over the whole set).
 """
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 from numbers import Integral, Real
 
@@ -59,16 +60,22 @@ def allocate(sizes: np.ndarray, budget: int) -> np.ndarray:
     return shares
 
 
-def _check(beta, strata):
-    if isinstance(beta, bool) or not isinstance(beta, Real) or not 0 <= beta < 1:
-        raise UserError(f"stratified: beta (hard cutoff share) must be a number in [0, 1), got {beta!r}")
-    if isinstance(strata, bool) or not isinstance(strata, Integral) or strata < 1:
-        raise UserError(f"stratified: strata must be an integer >= 1, got {strata!r}")
+@dataclass(frozen=True)
+class Params:
+    beta: float = 0.0  # share of the hardest samples of a group dropped first (CCS's hard cutoff), in [0, 1)
+    strata: int = 50  # S: equal-width strata of the remaining score range (CCS: 50)
+
+    def __post_init__(self):
+        beta, strata = self.beta, self.strata
+        if isinstance(beta, bool) or not isinstance(beta, Real) or not 0 <= beta < 1:
+            raise UserError(f"stratified: beta (hard cutoff share) must be a number in [0, 1), got {beta!r}")
+        if isinstance(strata, bool) or not isinstance(strata, Integral) or strata < 1:
+            raise UserError(f"stratified: strata must be an integer >= 1, got {strata!r}")
 
 
-@SELECTORS.register("stratified")
-def stratified(scores, indices, k, rng, *, beta: float = 0.0, strata: int = 50):
-    _check(beta, strata)
+@SELECTORS.register("stratified", Params)
+def stratified(scores, indices, k, rng, params: Params = Params()):
+    beta, strata = params.beta, params.strata
     scores, indices = np.asarray(scores, dtype=np.float64), np.asarray(indices)
     n = len(indices)
     cut = math.floor(Fraction(str(beta)) * n)

@@ -1,8 +1,11 @@
 """Stage 2: score every training sample with one scorer (higher = harder).
 
-Writes ``sample_index, label, score, scorer`` in canonical order (the scorer's name as a column
-too, so that the ``scores/`` folder reads as one table), with the scorer's parameters and seed and
-the dataset fingerprint in the file's metadata.
+Loads exactly what the scorer's ``needs`` names (the reference teacher, its training-set logits
+or training dynamics, the proxy models), each checked to be made from this run's data, and hands
+them to the scorer in a ``ScoringContext``: only stages read and write files. Writes
+``sample_index, label, score, scorer`` in canonical order (the scorer's name as a column too, so
+that the ``scores/`` folder reads as one table), with the scorer's parameters and seed and the
+dataset fingerprint in the file's metadata.
 """
 from __future__ import annotations
 
@@ -14,10 +17,19 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.checkpoints import load_model, load_train_logits
 from pipeline.cli import data_meta, parser, setup, stage
 from pipeline.errors import UserError
-from pipeline.io import stable_hash, write_table
+from pipeline.io import read_table, require_same_data, stable_hash, write_table
 from pipeline.scorers import Scorer, ScoringContext, build_scorer
+
+# The one-line error for each thing a scorer needs and the job was not given.
+MISSING = {
+    "teacher": "this scorer needs a trained teacher, but none was given",
+    "teacher_logits": "this scorer needs the teacher's training-set logits, but none were given",
+    "dynamics": "this scorer needs the teacher's training dynamics, but none were given",
+    "proxies": "this scorer needs the proxy models, but none were given",
+}
 
 
 @stage
@@ -31,9 +43,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     spec, data, device = setup(args)
     scorer = build_scorer(spec["scorer"], spec["params"])
-    ctx = ScoringContext(data, spec["seed"], device, spec["batch_size"],
-                         teacher_path=_path(args.teacher), dynamics_path=_path(args.dynamics),
-                         teacher_logits_path=_path(args.teacher_logits), proxy_paths=[Path(p) for p in args.proxies])
+    given = {"teacher": args.teacher, "teacher_logits": args.teacher_logits, "dynamics": args.dynamics,
+             "proxies": args.proxies}
+    ctx = ScoringContext(data, spec["seed"], device, spec["batch_size"], **load_needs(scorer.needs, given, data.fingerprint))
     scores, batch_size = score_at_largest_batch(scorer, ctx)
     if scores.shape != (len(data.train),):
         raise UserError(f"scorer {scorer.name!r} returned shape {scores.shape}, expected ({len(data.train)},)")
@@ -65,8 +77,31 @@ def score_at_largest_batch(scorer: Scorer, ctx: ScoringContext) -> tuple[np.ndar
             ctx = dataclasses.replace(ctx, batch_size=ctx.batch_size // 2)
 
 
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
+def load_needs(needs, given: dict, fingerprint: str) -> dict:
+    """What ``needs`` names, loaded from the files ``given`` (a path, or a list of paths for
+    ``proxies``), as keyword arguments of ``ScoringContext``. A needed file that was not given is
+    one line (``MISSING``); a file made from other data than ``fingerprint`` is refused."""
+    loaded = {}
+    for need in sorted(needs):
+        source = given.get(need)
+        if not source:
+            raise UserError(MISSING[need])
+        loaded[need] = LOADERS[need](source, fingerprint)
+    return loaded
+
+
+def _read_dynamics(path: str | Path, fingerprint: str) -> pd.DataFrame:
+    frame, meta = read_table(path)
+    require_same_data(path, meta.get("dataset_fingerprint"), fingerprint)
+    return frame
+
+
+LOADERS = {
+    "teacher": lambda path, fingerprint: load_model(path, fingerprint)[0],
+    "teacher_logits": load_train_logits,
+    "dynamics": _read_dynamics,
+    "proxies": lambda paths, fingerprint: [load_model(path, fingerprint)[0] for path in paths],
+}
 
 
 def scores_hash(table: pd.DataFrame) -> str:

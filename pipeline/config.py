@@ -131,14 +131,6 @@ def _check_components(config: dict[str, Any]) -> None:
         config["distillation"][name] = DistillSetting.parse(name, entry, f"distillation.{name}", config).spec()
 
 
-def loss_parameters(setting: dict[str, Any]) -> dict[str, Any]:
-    """The loss's own parameters in a distillation setting (everything but its other keys).
-    Kept for callers not yet on ``pipeline.distillation.DistillSetting.loss_params``."""
-    from pipeline.distillation import SETTING_KEYS
-
-    return {k: v for k, v in setting.items() if k not in SETTING_KEYS}
-
-
 def base_teacher(config: dict[str, Any], name: str) -> dict[str, Any]:
     """The ``teachers`` entry a (pruned) teacher comes from: its architecture."""
     while name in config["pruned_teachers"]:

@@ -82,28 +82,24 @@ class DistillSetting:
 
     def _check_teacher(self, loss: DistillLoss, where: str, config: Mapping[str, Any] | None) -> None:
         """A teacher exactly when the loss reads one, and cached views only where they can serve the
-        loss. Which source of teacher logits can serve which loss is the sources' rule
-        (``pipeline.teacher_outputs``: each ``problem``); the messages here name the config keys."""
-        from pipeline.teacher_outputs import CachedViews, NoTeacher, OnlineTeacher
+        loss (the rule is the source's own: ``pipeline.teacher_outputs.CachedViews.problem``)."""
+        from pipeline.teacher_outputs import CachedViews
 
-        augment = True if config is None else config["student"]["train"].get("augment", True)
-        needs_teacher = NoTeacher.problem(loss, augment) is not None
-        if needs_teacher:
+        if loss.needs_teacher:
             teachers = None if config is None else [*config["teachers"], *config["pruned_teachers"]]
             if self.teacher is None or (teachers is not None and self.teacher not in teachers):
                 defined = "" if teachers is None else f"; defined: {', '.join(teachers)}"
                 raise UserError(f"config error in {where}.teacher: teacher {self.teacher!r} is not defined{defined}")
-        elif self.teacher is not None and OnlineTeacher.problem(loss, augment) is not None:
+        elif self.teacher is not None:
             raise UserError(f"config error in {where}: loss {self.loss!r} uses no teacher; remove 'teacher'")
         if self.shape_student and self.teacher is None:
             raise UserError(f"config error in {where}: shape_student needs a teacher to shape the student from")
-        if self.cached_views and CachedViews.problem(loss, augment) is not None:
-            if not needs_teacher or CachedViews.problem(loss, True) is not None:  # the loss, not the training
-                why = "uses no teacher" if not needs_teacher else "reads teacher features, which the cache does not hold"
-                raise UserError(f"config error in {where}: cached_views needs a loss that reads only the teacher's "
-                                f"logits; loss {self.loss!r} {why}")
-            raise UserError(f"config error in {where}: cached_views caches augmented views, but student.train.augment "
-                            "is false; use online KD (cached_views: null) without augmentation")
+        if self.cached_views:
+            augment = True if config is None else config["student"]["train"].get("augment", True)
+            problem = CachedViews.problem(loss, augment)
+            if problem is not None:
+                raise UserError(f"config error in {where}.cached_views: cached teacher views cannot serve loss "
+                                f"{self.loss!r}: {problem}")
 
     def _check_models(self, config: Mapping[str, Any], loss: DistillLoss, where: str) -> None:
         """Layer names of feature losses, and the family of shaped students, against the models."""

@@ -45,7 +45,7 @@ class TeacherOutputs:
         """Checked against the loss and ready on ``device``; hooks on the layers the loss reads."""
         problem = self.problem(loss, augment)
         if problem is not None:
-            raise UserError(f"loss {type(loss).__name__}: {problem}")
+            raise UserError(f"{type(self).__name__} cannot serve loss {type(loss).__name__}: {problem}")
         return self
 
     def views(self, epoch: int) -> Views | None:
@@ -68,7 +68,7 @@ class TeacherOutputs:
 class NoTeacher(TeacherOutputs):
     @classmethod
     def problem(cls, loss, augment):
-        return "it needs a teacher" if loss.needs_teacher else None
+        return "the loss needs a teacher" if loss.needs_teacher else None
 
 
 class OnlineTeacher(TeacherOutputs):
@@ -81,7 +81,7 @@ class OnlineTeacher(TeacherOutputs):
 
     @classmethod
     def problem(cls, loss, augment):
-        return None if loss.needs_teacher else "it uses no teacher"
+        return None if loss.needs_teacher else "the loss uses no teacher"
 
     def start(self, loss, augment, device):
         super().start(loss, augment, device)
@@ -118,11 +118,12 @@ class CachedViews(TeacherOutputs):
     @classmethod
     def problem(cls, loss, augment):
         if not loss.needs_teacher:
-            return "it uses no teacher, so there are no teacher outputs to cache"
+            return "the loss uses no teacher"
         if loss.teacher_layers:
-            return "it reads teacher features, which cached views do not hold (they hold the teacher's logits only)"
+            return "the loss reads teacher features, which the cache does not hold (only the teacher's logits)"
         if not augment:
-            return "cached views are augmented views, but training has no augmentation; use online KD (cached_views: null)"
+            return ("the cache holds augmented views, but the student trains without augmentation; "
+                    "use online KD (cached_views: null)")
         return None
 
     def __len__(self) -> int:

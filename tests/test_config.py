@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import base_teacher, load_config, loss_parameters, validate_config
-from pipeline.distillation import DistillSetting
+from pipeline.config import base_teacher, load_config, validate_config
+from pipeline.distillation import SETTING_KEYS, DistillSetting
 from pipeline.errors import UserError
 from pipeline.losses.kd import HintonKD
 
@@ -86,9 +86,9 @@ BAD = [
     ("distillation.vid", {"loss": "vid", "teacher": "cnn32"}, "vid needs student_layers and teacher_layers of the same non-zero length"),
     ("distillation.dkd", {"loss": "dkd", "teacher": "cnn32", "nckd_weight": -8}, "dkd nckd_weight must be >= 0, got -8"),
     ("distillation.labels.shape_student", True, "distillation.labels: shape_student needs a teacher to shape the student from"),
-    ("distillation.labels.cached_views", 4, "distillation.labels: cached_views needs a loss that reads only the teacher's logits; loss 'ce' uses no teacher"),
+    ("distillation.labels.cached_views", 4, "config error in distillation.labels.cached_views: cached teacher views cannot serve loss 'ce': the loss uses no teacher"),
     ("distillation.vid", {"loss": "vid", "teacher": "cnn32", "student_layers": ["features.6"], "teacher_layers": ["features.6"], "cached_views": 4},
-     "loss 'vid' reads teacher features, which the cache does not hold"),
+     "loss 'vid': the loss reads teacher features, which the cache does not hold"),
     ("distillation.kd.cached_views", 0, "config error in distillation.kd.cached_views: 0 is less than the minimum of 1"),
     ("pruned_teachers", {"p": {"teacher": "cnn32", "rounds": 2, "rate": 1.5}}, "config error in pruned_teachers.p.rate: 1.5 is outside (0, 1)"),
     ("pruned_teachers", {"p": {"teacher": "cnn32", "rounds": 2, "rate": 0}}, "config error in pruned_teachers.p.rate: 0 is outside (0, 1)"),
@@ -117,7 +117,7 @@ def test_cached_views_without_augmentation_is_refused():
     config = copy.deepcopy(DEFAULT)
     config["distillation"]["kd"]["cached_views"] = 4
     config["student"]["train"]["augment"] = False
-    with pytest.raises(UserError, match="distillation.kd: cached_views caches augmented views, but student.train.augment is false"):
+    with pytest.raises(UserError, match="distillation.kd.cached_views: cached teacher views cannot serve loss 'kd': the cache holds augmented views, but the student trains without augmentation"):
         validate_config(config)
 
 
@@ -148,7 +148,7 @@ def test_distillation_settings_are_their_records_dict_forms():
     for name, entry in validated["distillation"].items():
         setting = DistillSetting.parse(name, entry)
         assert setting.spec() == entry
-        assert setting.loss_params() == loss_parameters(entry) == loss_parameters({"name": name, **entry})
+        assert setting.loss_params() == {k: v for k, v in entry.items() if k not in SETTING_KEYS}
     kd = DistillSetting.parse("kd", validated["distillation"]["kd"])
     assert kd.params == HintonKD.Params(alpha=0.9, temperature=4, reshape=False) and kd.teacher == "cnn32"
     assert validated["distillation"]["kd_ib"]["infobatch"] == {"ratio": 0.3, "delta": 0.875}

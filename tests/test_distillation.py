@@ -56,10 +56,10 @@ def test_config_entries_are_spec_forms():
     ({"loss": "ce", "teacher": "t"}, "config error in distillation.s: loss 'ce' uses no teacher; remove 'teacher'"),
     ({"loss": "ce", "shape_student": True}, "config error in distillation.s: shape_student needs a teacher to shape the student from"),
     ({"loss": "ce", "cached_views": 2},
-     "config error in distillation.s: cached_views needs a loss that reads only the teacher's logits; loss 'ce' uses no teacher"),
+     "config error in distillation.s.cached_views: cached teacher views cannot serve loss 'ce': the loss uses no teacher"),
     ({"loss": "vid", "teacher": "t", "student_layers": ["a"], "teacher_layers": ["b"], "cached_views": 2},
-     "config error in distillation.s: cached_views needs a loss that reads only the teacher's logits; loss 'vid' "
-     "reads teacher features, which the cache does not hold"),
+     "config error in distillation.s.cached_views: cached teacher views cannot serve loss 'vid': the loss reads "
+     "teacher features, which the cache does not hold (only the teacher's logits)"),
     ({"loss": "kd", "teacher": "t", "alpha": 2}, "kd alpha must be in [0, 1], got 2"),
     ({"loss": "kd", "teacher": "t", "beta": 2},
      "config error in distillation.s: unknown parameter 'beta' for loss 'kd'; allowed: alpha, temperature, reshape"),
@@ -79,8 +79,9 @@ def test_parse_checks_against_the_config():
     DistillSetting.parse("s", {"loss": "kd", "teacher": "big"})  # without a config, any name
     DistillSetting.parse("s", {"loss": "kd", "teacher": "cnn32", "cached_views": 4}, config=config)
     config["student"]["train"]["augment"] = False
-    with pytest.raises(UserError, match=r"^config error in distillation\.s: cached_views caches augmented views, but "
-                                        r"student\.train\.augment is false"):
+    with pytest.raises(UserError, match=r"^config error in distillation\.s\.cached_views: cached teacher views cannot "
+                                        r"serve loss 'kd': the cache holds augmented views, but the student trains "
+                                        r"without augmentation"):
         DistillSetting.parse("s", {"loss": "kd", "teacher": "cnn32", "cached_views": 4}, config=config)
     with pytest.raises(UserError, match=r"^config error in distillation\.s\.student_layers: SmallCNN has no layer 'x'"):
         DistillSetting.parse("s", {"loss": "vid", "teacher": "cnn32", "student_layers": ["x"], "teacher_layers": ["features.6"]},

@@ -102,17 +102,17 @@ def test_cached_views_need_augmentation(data, teacher):
 def test_each_source_says_which_losses_it_cannot_serve():
     kd, ce = build_loss("kd"), build_loss("ce")
     vid = build_loss("vid", student_layers=["features.2"], teacher_layers=["features.2"])
-    assert NoTeacher.problem(ce, True) is None and NoTeacher.problem(kd, True) == "it needs a teacher"
+    assert NoTeacher.problem(ce, True) is None and NoTeacher.problem(kd, True) == "the loss needs a teacher"
     assert OnlineTeacher.problem(kd, False) is None and OnlineTeacher.problem(vid, True) is None
-    assert OnlineTeacher.problem(ce, True) == "it uses no teacher"
+    assert OnlineTeacher.problem(ce, True) == "the loss uses no teacher"
     assert CachedViews.problem(kd, True) is None
     assert "uses no teacher" in CachedViews.problem(ce, True)
     assert "reads teacher features" in CachedViews.problem(vid, True)
-    assert "no augmentation" in CachedViews.problem(kd, False)
+    assert "without augmentation" in CachedViews.problem(kd, False)
 
 
 def test_a_loss_that_needs_a_teacher_is_refused_without_one(data):
-    with pytest.raises(UserError, match="^loss HintonKD: it needs a teacher$"):
+    with pytest.raises(UserError, match="^NoTeacher cannot serve loss HintonKD: the loss needs a teacher$"):
         fit(build_model("cnn", 3, 1, width=2), data, torch.arange(6), TrainConfig(epochs=1, batch_size=3),
             seed=0, device=CPU, loss=build_loss("kd"), log=lambda line: None)
 

@@ -10,15 +10,14 @@ import json
 
 import pandas as pd
 import torch
+import torch.nn as nn
 
 from pipeline.checkpoints import load_class_logit_std, load_model, save_model
 from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder, setup, stage
 from pipeline.devices import ranks
-from pipeline.config import loss_parameters
+from pipeline.distillation import DistillSetting
 from pipeline.errors import UserError
-from pipeline.infobatch import InfoBatchConfig
 from pipeline.io import code_version, read_table, require_same_data, stable_hash, write_table
-from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.models.shaping import shaped_model_args
 from pipeline.params import parse_params
@@ -42,33 +41,26 @@ def main(argv=None):
     spec, data, device = setup(args)
     subset, subset_meta = read_table(args.subset)
     require_same_data(args.subset, subset_meta["dataset_fingerprint"], data.fingerprint)
-    student, distill, seed = spec["student"], spec["distillation"], spec["seed"]
-    loss_params = loss_parameters(distill)
-    infobatch = InfoBatchConfig(**distill["infobatch"]) if "infobatch" in distill else None
-    loss = build_loss(distill["loss"], **loss_params)
-    teacher = teacher_acc = None
-    teacher_spec: dict = {}
-    if loss.needs_teacher:
-        if args.teacher is None:
-            raise UserError(f"distillation {distill['name']!r} uses loss {distill['loss']!r}, which needs --teacher")
-        teacher, teacher_spec = load_model(args.teacher, data.fingerprint)
-        teacher_acc = teacher_spec["test_acc"]
+    student, seed = spec["student"], spec["seed"]
+    setting = DistillSetting.parse(spec["distillation"]["name"], spec["distillation"])
+    loss = setting.build_loss()
+    teacher, teacher_spec = (None, {}) if setting.teacher is None else load_teacher(args, setting, data.fingerprint)
     if loss.needs_teacher_class_std:
         if args.teacher_class_std is None:
-            raise UserError(f"distillation {distill['name']!r} reshapes the teacher's logits and needs --teacher-class-std")
+            raise UserError(f"distillation {setting.name!r} reshapes the teacher's logits and needs --teacher-class-std")
         loss.set_teacher_class_std(load_class_logit_std(args.teacher_class_std, data.fingerprint))
     cfg = parse_params(TrainConfig, student["train"], "student.train")
     model_name, model_args = student["model"], student["model_args"]
-    if distill.get("shape_student"):  # the student formed from the (pruned) teacher
+    if setting.shape_student:  # the student formed from the (pruned) teacher
         model_name = teacher_spec["model"]
         model_args = shaped_model_args(model_name, teacher, teacher_spec["model_args"])
     with seeded_init(seed, "init"):
         model = build_model(model_name, data.num_classes, data.in_channels, **model_args)
     indices = torch.tensor(subset["sample_index"].to_numpy(), dtype=torch.long)
-    teacher_outputs = teacher_source(args, distill, teacher, data.fingerprint)
+    teacher_outputs = teacher_source(args, setting, teacher, data.fingerprint)
     resume = resume_folder(args, spec, [args.subset, args.teacher, args.teacher_class_std, args.teacher_views])
     history = fit(model, data, indices, cfg, seed=seed, device=device, loss=loss, teacher=teacher_outputs,
-                  infobatch=infobatch, resume=resume)
+                  infobatch=setting.infobatch, resume=resume)
     if not ranks().is_main:
         return
 
@@ -76,21 +68,22 @@ def main(argv=None):
             "subset": args.subset, "subset_scores_hash": subset_meta["scores_hash"], "device": str(device),
             **data_meta(data)}
     evaluated = history.dropna(subset=["test_acc"])
+    loss_params = setting.loss_params()
     run = {
         "experiment": spec["experiment"],
         "dataset": data.name,
-        "teacher": distill.get("teacher"),
-        "teacher_test_acc": teacher_acc,
+        "teacher": setting.teacher,
+        "teacher_test_acc": teacher_spec.get("test_acc"),
         "teacher_sparsity": teacher_spec.get("sparsity", 0.0) if teacher is not None else float("nan"),
         "teacher_outputs": teacher_outputs.description,
-        "student": f"{model_name}_shaped_from_{distill['teacher']}" if distill.get("shape_student")
+        "student": f"{model_name}_shaped_from_{setting.teacher}" if setting.shape_student
         else model_name + _args_suffix(model_args),
         "student_params": sum(p.numel() for p in model.parameters()),
         "scorer": subset_meta["scorer"],
         "selector": subset_meta["selector"],
         "keep_fraction": subset_meta["keep_fraction"],
-        "distillation": distill["name"],
-        "loss": distill["loss"],
+        "distillation": setting.name,
+        "loss": setting.loss,
         "alpha": float(loss_params.get("alpha", 0.0)),
         "temperature": float(loss_params["temperature"]) if "temperature" in loss_params else float("nan"),
         "loss_params": json.dumps(loss_params, sort_keys=True),
@@ -101,8 +94,8 @@ def main(argv=None):
         "final_test_acc": float(history["test_acc"].iloc[-1]),
         "best_test_acc": float(evaluated["test_acc"].max()),  # chosen on the test set: biased, for reference only
         "n_train": len(indices),
-        "infobatch_ratio": infobatch.ratio if infobatch else float("nan"),
-        "infobatch_delta": infobatch.delta if infobatch else float("nan"),
+        "infobatch_ratio": setting.infobatch.ratio if setting.infobatch else float("nan"),
+        "infobatch_delta": setting.infobatch.delta if setting.infobatch else float("nan"),
         # samples actually trained on, and their share of what the same schedule costs on the full
         # training set (epochs x N, or steps x batch size): the cost to compare static subsets (f)
         # and dynamic pruning by
@@ -126,17 +119,23 @@ def main(argv=None):
     print(f"final test accuracy {run['final_test_acc']:.4f} on {len(indices)} training samples")
 
 
-def teacher_source(args, distill: dict, teacher, dataset_fingerprint: str) -> TeacherOutputs:
+def load_teacher(args, setting: DistillSetting, dataset_fingerprint: str) -> tuple[nn.Module, dict]:
+    if args.teacher is None:
+        raise UserError(f"distillation {setting.name!r} distils from teacher {setting.teacher!r} and needs --teacher")
+    return load_model(args.teacher, dataset_fingerprint)
+
+
+def teacher_source(args, setting: DistillSetting, teacher: nn.Module | None, dataset_fingerprint: str) -> TeacherOutputs:
     """Where the student's teacher logits come from: none, the teacher online, or its cached views."""
     if teacher is None:
         return NoTeacher()
-    if not distill["cached_views"]:
+    if not setting.cached_views:
         return OnlineTeacher(teacher)
     if args.teacher_views is None:
-        raise UserError(f"distillation {distill['name']!r} reads cached teacher views and needs --teacher-views")
+        raise UserError(f"distillation {setting.name!r} reads cached teacher views and needs --teacher-views")
     views = load_cached_views(args.teacher_views, dataset_fingerprint)
-    if len(views) != distill["cached_views"]:
-        raise UserError(f"{args.teacher_views} holds {len(views)} views, not cached_views {distill['cached_views']}")
+    if len(views) != setting.cached_views:
+        raise UserError(f"{args.teacher_views} holds {len(views)} views, not cached_views {setting.cached_views}")
     return views
 
 

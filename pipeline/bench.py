@@ -29,14 +29,14 @@ import torch.nn.functional as F
 from pipeline.cli import stage
 from pipeline.data import load_dataset
 from pipeline.data.splits import Augment, Dataset, TensorSplit
+from pipeline.devices import resolve_device
 from pipeline.flops import count_forward_flops
+from pipeline.inference import predict
 from pipeline.io import code_version, write_table
 from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.seeding import seeded_init
 from pipeline.teacher_outputs import NoTeacher, OnlineTeacher, TeacherOutputs, compute_cached_views
-from pipeline.devices import resolve_device
-from pipeline.inference import predict
 from pipeline.train import TrainConfig, fit
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by device-name substring.

@@ -11,11 +11,8 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from pipeline.data import Dataset
 from pipeline.io import atomic_write, read_table, require_same_data, write_table
-from pipeline.losses.kd import class_logit_std
 from pipeline.models import build_model
-from pipeline.inference import predict
 
 
 def save_model(path: str | Path, model: nn.Module, spec: dict[str, Any]) -> None:
@@ -34,23 +31,19 @@ def load_model(path: str | Path, dataset_fingerprint: str | None = None) -> tupl
     return model, spec
 
 
-def save_train_logits(path: str | Path, model: nn.Module, data: Dataset, batch_size: int,
-                      device: torch.device, meta: dict[str, Any]) -> torch.Tensor:
-    """Logits of every training sample in canonical order, eval mode, no augmentation; returned."""
-    logits = predict(model, data.train, batch_size, device)
-    state = {"logits": logits, **meta, "dataset_fingerprint": data.fingerprint}
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-    return logits
+def save_train_logits(path: str | Path, logits: torch.Tensor, meta: dict[str, Any]) -> None:
+    """A trained model's logits on every training sample in canonical order (eval mode, no
+    augmentation: ``pipeline.inference.predict``); ``meta`` holds at least dataset_fingerprint."""
+    atomic_write(path, lambda tmp: torch.save({"logits": logits, **meta}, tmp))
 
 
-def save_class_logit_std(path: str | Path, train_logits: torch.Tensor, data: Dataset, meta: dict[str, Any]) -> None:
-    """MDSLR's class statistics s[c] of a full-data teacher, from its training-set logits: one row
-    per class (label, logit_std, samples)."""
-    labels = data.train.labels
+def save_class_logit_std(path: str | Path, class_std: torch.Tensor, labels: torch.Tensor, meta: dict[str, Any]) -> None:
+    """MDSLR's class statistics s[c] of a full-data teacher (``pipeline.losses.kd.class_logit_std``):
+    one row per class (label, logit_std, samples of the class among ``labels``)."""
     table = pd.DataFrame({
-        "label": range(data.num_classes),
-        "logit_std": class_logit_std(train_logits, labels, data.num_classes).numpy(),
-        "samples": torch.bincount(labels, minlength=data.num_classes).numpy(),
+        "label": range(len(class_std)),
+        "logit_std": class_std.numpy(),
+        "samples": torch.bincount(labels, minlength=len(class_std)).numpy(),
     })
     write_table(table, path, meta)
 

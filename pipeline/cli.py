@@ -14,9 +14,9 @@ import torch
 
 from pipeline import devices
 from pipeline.data import Dataset, load_dataset
+from pipeline.devices import resolve_device
 from pipeline.errors import UserError
 from pipeline.resume import PREEMPTED_EXIT_STATUS, Preempted, ResumeFolder
-from pipeline.devices import resolve_device
 
 
 def parser(description: str) -> argparse.ArgumentParser:

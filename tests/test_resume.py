@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from pipeline.data.splits import Augment, Dataset, TensorSplit
+from pipeline.dynamics import Dynamics
 from pipeline.infobatch import InfoBatchConfig
 from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.resume import PREEMPTED_EXIT_STATUS, Preempted, ResumeFolder
 from pipeline.seeding import seeded_init
 from pipeline.teacher_outputs import NoTeacher, OnlineTeacher
-from pipeline.dynamics import Dynamics
 from pipeline.train import TrainConfig, fit
 
 CPU = torch.device("cpu")

@@ -475,7 +475,7 @@ def test_stage_loads_exactly_what_a_scorer_needs(data, tmp_path):
              "dynamics": write_dynamics(tmp_path / "dynamics.parquet", data.fingerprint),
              "proxies": [save(tmp_path / f"proxy{r}.pt", m, data.fingerprint) for r, m in enumerate(proxies)]}
     given["teacher_logits"] = tmp_path / "logits.pt"
-    save_train_logits(given["teacher_logits"], teacher, data, 4, CPU, {})
+    save_train_logits(given["teacher_logits"], predict(teacher, data.train, 4, CPU), {"dataset_fingerprint": data.fingerprint})
     assert load_needs(set(), given, data.fingerprint) == {}
     for name in SCORERS.names():
         assert set(load_needs(build_scorer(name).needs, given, data.fingerprint)) == build_scorer(name).needs
@@ -501,7 +501,7 @@ def test_stage_refuses_inputs_made_from_other_data(data, tmp_path):
     with pytest.raises(UserError, match="0000000000000000"):
         load_needs({"dynamics"}, {"dynamics": dynamics}, data.fingerprint)
     logits = tmp_path / "teacher.pt"
-    save_train_logits(logits, make_model(), data, 4, CPU, {})
+    save_train_logits(logits, predict(make_model(), data.train, 4, CPU), {"dataset_fingerprint": data.fingerprint})
     with pytest.raises(UserError, match=data.fingerprint):
         load_needs({"teacher_logits"}, {"teacher_logits": logits}, replace(data, name="other").fingerprint)
     proxy = save(tmp_path / "proxy.pt", make_model(), "ffff")

@@ -2,6 +2,7 @@
 (K fixed views per sample, the teacher's logits on exactly those views, and a student trained with
 them that sees, in epoch e, view e mod K with its cached logits)."""
 import pytest
+import tiny
 import torch
 
 from pipeline.data.splits import Augment, Views, apply_views, augment_batch, random_views
@@ -9,11 +10,15 @@ from pipeline.errors import UserError
 from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.seeding import seeded_init
-from pipeline.teacher_outputs import (CachedViews, NoTeacher, OnlineTeacher, compute_cached_views, load_cached_views,
-                                      save_cached_views)
+from pipeline.teacher_outputs import (
+    CachedViews,
+    NoTeacher,
+    OnlineTeacher,
+    compute_cached_views,
+    load_cached_views,
+    save_cached_views,
+)
 from pipeline.train import TrainConfig, fit
-
-import tiny
 
 CPU = torch.device("cpu")
 

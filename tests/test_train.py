@@ -6,12 +6,12 @@ import torch
 
 from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.errors import UserError
+from pipeline.inference import evaluate
 from pipeline.infobatch import InfoBatchConfig
 from pipeline.losses import build_loss
 from pipeline.models import build_model
-from pipeline.seeding import seeded_init
-from pipeline.inference import evaluate
 from pipeline.schedules import one_cycle_lr
+from pipeline.seeding import seeded_init
 from pipeline.train import TrainConfig, fit
 
 CPU = torch.device("cpu")

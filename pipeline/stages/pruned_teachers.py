@@ -16,11 +16,12 @@ import torch
 from pipeline.checkpoints import load_model, save_class_logit_std, save_model, save_train_logits
 from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder, setup, stage
 from pipeline.devices import ranks
+from pipeline.inference import evaluate, predict
 from pipeline.io import stable_hash, write_table
 from pipeline.losses import build_loss
+from pipeline.losses.kd import class_logit_std
 from pipeline.params import parse_params
 from pipeline.pruning import Masks
-from pipeline.inference import evaluate
 from pipeline.train import TrainConfig, fit
 
 
@@ -70,8 +71,10 @@ def main(argv=None):
             "config_hash": stable_hash(spec), "seed": pruning["seed"], "device": str(device), **data_meta(data)}
     write_table(pd.concat(histories, ignore_index=True), args.epochs_out, meta)
     write_table(pd.DataFrame(rounds).assign(teacher=spec["name"], parent=pruning["teacher"]), args.rounds_out, meta)
-    logits = save_train_logits(args.logits_out, model, data, test_batch, device, meta)
-    save_class_logit_std(args.class_std_out, logits, data, meta)
+    logits = predict(model, data.train, test_batch, device)
+    save_train_logits(args.logits_out, logits, meta)
+    labels = data.train.labels
+    save_class_logit_std(args.class_std_out, class_logit_std(logits, labels, data.num_classes), labels, meta)
     save_model(args.model_out, model, {"model": parent["model"], "model_args": parent["model_args"],
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
                                        "test_acc": rounds[-1]["test_acc"], "sparsity": rounds[-1]["sparsity"], **meta})

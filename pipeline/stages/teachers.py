@@ -16,12 +16,14 @@ import torch
 from pipeline.checkpoints import save_class_logit_std, save_model, save_train_logits
 from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder, setup, stage
 from pipeline.devices import ranks
+from pipeline.dynamics import Dynamics
+from pipeline.inference import predict
 from pipeline.io import stable_hash, write_table
 from pipeline.losses import build_loss
+from pipeline.losses.kd import class_logit_std
 from pipeline.models import build_model
 from pipeline.params import parse_params
 from pipeline.seeding import seeded_init
-from pipeline.dynamics import Dynamics
 from pipeline.train import TrainConfig, fit, planned_epochs
 
 
@@ -55,8 +57,10 @@ def main(argv=None):
     if dynamics is not None:
         write_table(dynamics.to_frame(), args.dynamics_out, meta)
     if args.logits_out:
-        logits = save_train_logits(args.logits_out, model, data, cfg.batch_size * 4, device, meta)
-        save_class_logit_std(args.class_std_out, logits, data, meta)
+        logits = predict(model, data.train, cfg.batch_size * 4, device)
+        save_train_logits(args.logits_out, logits, meta)
+        labels = data.train.labels
+        save_class_logit_std(args.class_std_out, class_logit_std(logits, labels, data.num_classes), labels, meta)
     save_model(args.model_out, model, {"model": teacher["model"], "model_args": teacher["model_args"],
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
                                        "test_acc": float(history["test_acc"].iloc[-1]), **meta})

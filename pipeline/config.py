@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from pipeline.errors import UserError
+from pipeline.params import read_number
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -33,6 +34,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     config = copy.deepcopy(config or {})
+    _read_numbers(schema, config, schema)
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if error is not None:
         raise UserError(_describe(error))
@@ -58,6 +60,27 @@ def _resolve(schema: dict, root: dict) -> dict:
     for part in ref.removeprefix("#/").split("/"):
         target = target[part]
     return {**_resolve(target, root), **{k: v for k, v in schema.items() if k != "$ref"}}
+
+
+def _read_numbers(schema: dict, value: Any, root: dict) -> None:
+    """Numeric strings in numeric fields as numbers, in place: YAML 1.1 reads ``5e-4`` (no dot) as
+    a string, and ``snakemake --config`` overrides can arrive as strings. Anything else is left for
+    the schema to refuse."""
+    schema = _resolve(schema, root)
+    if not isinstance(value, dict):
+        return
+    properties = schema.get("properties", {})
+    for key, item in value.items():
+        sub = properties.get(key, schema.get("additionalProperties"))
+        if not isinstance(sub, dict):
+            continue
+        sub = _resolve(sub, root)
+        types = [t for option in [sub, *sub.get("oneOf", []), *sub.get("anyOf", [])]
+                 for t in ([option["type"]] if isinstance(option.get("type"), str) else option.get("type", []))]
+        if isinstance(item, str) and ("number" in types or "integer" in types):
+            value[key] = read_number(item, integer="number" not in types)
+        else:
+            _read_numbers(sub, item, root)
 
 
 def _fill_defaults(schema: dict, value: Any, root: dict) -> None:

@@ -33,10 +33,30 @@ def check_keys(cls: type, values: Mapping[str, Any], what: str) -> None:
                         f"allowed: {', '.join(allowed) or 'none'}")
 
 
+def read_number(text: str, integer: bool) -> Any:
+    """``text`` as an int (``integer``: also "1e3") or a float when it is one, else unchanged, so
+    that the caller's own check names it."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not integer:
+        return number
+    return int(number) if number.is_integer() else text
+
+
+def read_numbers(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with numeric strings in the int and float fields of ``cls`` read as numbers."""
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    numeric = {name for name, kind in kinds.items() if kind.split(" | ")[0] in ("int", "float")}
+    return {k: read_number(v, kinds[k].startswith("int")) if k in numeric and isinstance(v, str) else v
+            for k, v in values.items()}
+
+
 def parse_params(cls: type[P], values: Mapping[str, Any] | None, where: str) -> P:
     values = dict(values or {})
     check_keys(cls, values, where)
-    return cls(**values)
+    return cls(**read_numbers(cls, values))
 
 
 def params_dict(params: Any) -> dict[str, Any]:

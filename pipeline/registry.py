@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Generic, TypeVar
 
 from pipeline.errors import UserError
-from pipeline.params import NoParams, check_keys
+from pipeline.params import NoParams, check_keys, read_numbers
 
 T = TypeVar("T")
 
@@ -67,7 +67,7 @@ class Registry(Generic[T]):
             check_keys(cls, values, what)
         except UserError as error:
             raise UserError(f"config error in {where}: {error}" if where else str(error)) from None
-        return cls(**values)
+        return cls(**read_numbers(cls, values))
 
     def names(self) -> list[str]:
         return sorted(self._entries)

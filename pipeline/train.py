@@ -1,6 +1,6 @@
 """The one training loop, shared by teachers, proxy models and students.
 
-SGD with (Nesterov) momentum and a one-cycle learning rate schedule over a fixed number of epochs
+SGD with (Nesterov) momentum and a learning-rate schedule (one-cycle by default) over a fixed number of epochs
 over the given indices (so the cost of a student scales with its keep fraction), or a fixed number
 of steps. Metrics accumulate on the device and are read once per epoch: the step itself never
 waits on the host. What the loop does not decide lives elsewhere: where teacher logits come from
@@ -30,7 +30,7 @@ from pipeline.infobatch import InfoBatch, InfoBatchConfig
 from pipeline.losses import DistillLoss
 from pipeline.progress import progress_bar
 from pipeline.resume import Preempted, ResumeFolder, StopSignal, capture, restore
-from pipeline.schedules import one_cycle_lr
+from pipeline.schedules import Clock, build_schedule, schedule_entry
 from pipeline.seeding import seeded_init, torch_generator
 from pipeline.teacher_outputs import NoTeacher, TeacherOutputs
 
@@ -39,7 +39,9 @@ from pipeline.teacher_outputs import NoTeacher, TeacherOutputs
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
-    lr: float = 0.1  # peak learning rate of the one-cycle schedule (see one_cycle_lr)
+    lr: float = 0.1  # base learning rate (the peak of the one-cycle schedule)
+    # the learning-rate schedule and its parameters (pipeline.schedules), filled in on parsing
+    schedule: dict = field(default_factory=lambda: {"name": "onecycle"})
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = True
@@ -50,6 +52,9 @@ class TrainConfig:
     # same compute for every keep fraction), the last pass stopping part-way.
     steps: int | None = None
     compile: bool = False  # torch.compile the model (minutes of compilation; pays off on long GPU runs)
+
+    def __post_init__(self):
+        object.__setattr__(self, "schedule", schedule_entry(self.schedule))
 
 
 def planned_epochs(cfg: TrainConfig, num_indices: int) -> int:
@@ -110,6 +115,7 @@ def fit(
     forward = DistributedDataParallel(model) if group.enabled else model
     if cfg.compile:
         forward = torch.compile(forward)
+    schedule = build_schedule(cfg.schedule)
     streams = _Streams(seed, group)
     pruning = InfoBatch(infobatch, len(data.train), epochs, device) if infobatch else None
     # Everything a saved state restores, by name.
@@ -152,7 +158,7 @@ def fit(
                     if cfg.steps is not None and run.global_step == cfg.steps:
                         break
                     progress = run.global_step / cfg.steps if cfg.steps else (epoch + i / steps) / epochs
-                    step(batch, epoch, one_cycle_lr(progress, cfg.lr), run)
+                    step(batch, epoch, schedule.lr(cfg.lr, Clock(progress, epoch, epoch + (i + 1) / steps)), run)
                     run.step = i + 1
                     if _stop_requested(stop, group, device, i):
                         run.epoch_seconds = time.perf_counter() - epoch_start

@@ -171,3 +171,22 @@ def test_base_teacher_follows_pruned_teachers():
     validated = validate_config(config)
     assert base_teacher(validated, "q") is validated["teachers"]["cnn32"]
     assert base_teacher(validated, "cnn32") is validated["teachers"]["cnn32"]
+
+
+def test_numeric_strings_in_numeric_fields_are_numbers():
+    # YAML 1.1 reads 5e-4 (no dot) as a string; so may a `snakemake --config` override arrive
+    config = yaml.safe_load("weight_decay: 5e-4\nlr: 1e-1\nepochs: '3'\nbatch_size: 1e2\n")
+    assert config == {"weight_decay": "5e-4", "lr": "1e-1", "epochs": "3", "batch_size": "1e2"}
+    raw = copy.deepcopy(DEFAULT)
+    raw["student"]["train"].update(config)
+    raw["distillation"]["kd"]["alpha"] = "5e-1"  # a loss parameter (its Params' float field)
+    validated = validate_config(raw)
+    train = validated["student"]["train"]
+    assert (train["weight_decay"], train["lr"], train["epochs"], train["batch_size"]) == (5e-4, 0.1, 3, 100)
+    assert type(train["epochs"]) is int and validated["distillation"]["kd"]["alpha"] == 0.5
+    raw["student"]["train"]["weight_decay"] = "a lot"
+    with pytest.raises(UserError, match="^config error in student.train.weight_decay: 'a lot' is not of type 'number'$"):
+        validate_config(raw)
+    raw["student"]["train"].update(weight_decay=5e-4, epochs="2.5")
+    with pytest.raises(UserError, match="^config error in student.train.epochs: '2.5' is not of type 'integer'$"):
+        validate_config(raw)

@@ -10,7 +10,7 @@ from pipeline.inference import evaluate
 from pipeline.infobatch import InfoBatchConfig
 from pipeline.losses import build_loss
 from pipeline.models import build_model
-from pipeline.schedules import one_cycle_lr
+from pipeline.schedules.onecycle import one_cycle_lr
 from pipeline.seeding import seeded_init
 from pipeline.train import TrainConfig, fit
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,3 +31,22 @@ def seeded_init(seed: int, *stream: str):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, *stream))
         yield
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """The seeds of a training run's three sources of randomness, so that a study can vary one at a
+    time: model (and learned loss parts') initialisation, data order (with InfoBatch's drops), and
+    augmentation."""
+
+    init: int
+    order: int
+    augment: int
+
+    @classmethod
+    def of(cls, seed: "int | Seeds", streams: dict[str, Any] | None = None) -> "Seeds":
+        """``seed`` for every stream that ``streams`` (config ``seed_streams``) does not fix."""
+        if isinstance(seed, Seeds):
+            return seed
+        streams = streams or {}
+        return cls(**{name: seed if streams.get(name) is None else streams[name] for name in ("init", "order", "augment")})

@@ -31,7 +31,7 @@ from pipeline.losses import DistillLoss
 from pipeline.progress import progress_bar
 from pipeline.resume import Preempted, ResumeFolder, StopSignal, capture, restore
 from pipeline.schedules import Clock, build_schedule, schedule_entry
-from pipeline.seeding import seeded_init, torch_generator
+from pipeline.seeding import Seeds, seeded_init, torch_generator
 from pipeline.teacher_outputs import NoTeacher, TeacherOutputs
 
 
@@ -70,7 +70,7 @@ def fit(
     indices: torch.Tensor,
     cfg: TrainConfig,
     *,
-    seed: int,
+    seed: int | Seeds,
     device: torch.device,
     loss: DistillLoss,
     teacher: TeacherOutputs = NoTeacher(),
@@ -84,7 +84,8 @@ def fit(
 
     The loss gives per-sample terms; the step minimises their (weighted) batch mean, with the
     teacher's logits (and features) from ``teacher``. Parameters the loss learns (VID's regressors)
-    are trained with the model, initialised from ``seed``. With ``infobatch`` each epoch trains on
+    are trained with the model, initialised from the init seed. ``seed``: the seeds of the
+    initialisation, order and augmentation streams, or one int for all three. With ``infobatch`` each epoch trains on
     InfoBatch's share of ``indices`` (``sample_steps`` per row counts the samples actually trained
     on). ``after_step`` runs after every optimizer step (the pruning masks use it to keep pruned
     weights at zero).
@@ -99,12 +100,13 @@ def fit(
     dynamics are summed over ranks. Each epoch leaves out fewer than world-size samples (the last
     of its permutation) so that every rank takes the same number of steps."""
     group = ranks()
+    seeds = Seeds.of(seed)
     _check(cfg, loss, infobatch, group)
     epochs = planned_epochs(cfg, len(indices))
     teacher = teacher.start(loss, cfg.augment, device)
     model.to(device, memory_format=torch.channels_last)
     example, _, _ = next(data.train.batches(indices[:2], 2, device=device))
-    with seeded_init(seed, "loss"):
+    with seeded_init(seeds.init, "loss"):
         loss.prepare(model, teacher.model, example.contiguous(memory_format=torch.channels_last))
     loss.to(device)
     cuda = device.type == "cuda"
@@ -116,7 +118,7 @@ def fit(
     if cfg.compile:
         forward = torch.compile(forward)
     schedule = build_schedule(cfg.schedule)
-    streams = _Streams(seed, group)
+    streams = _Streams(seeds, group)
     pruning = InfoBatch(infobatch, len(data.train), epochs, device) if infobatch else None
     # Everything a saved state restores, by name.
     parts = {"model": model, "loss": loss, "optimizer": optimizer, "dynamics": dynamics, "pruning": pruning,
@@ -201,12 +203,12 @@ def _share(permuted: torch.Tensor, group: Ranks) -> torch.Tensor:
 
 class _Streams:
     """The loop's random streams: the order of samples, their augmentation (one per rank under
-    torchrun) and InfoBatch's drops, each derived from the seed."""
+    torchrun) and InfoBatch's drops (from the order seed)."""
 
-    def __init__(self, seed: int, group: Ranks):
-        self.order = torch_generator(seed, "order")
-        self.augment = torch_generator(seed, "augment", *([f"rank{group.rank}"] if group.enabled else []))
-        self.infobatch = torch_generator(seed, "infobatch")
+    def __init__(self, seeds: Seeds, group: Ranks):
+        self.order = torch_generator(seeds.order, "order")
+        self.augment = torch_generator(seeds.augment, "augment", *([f"rank{group.rank}"] if group.enabled else []))
+        self.infobatch = torch_generator(seeds.order, "infobatch")
 
     def state(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.order.get_state(), self.augment.get_state()

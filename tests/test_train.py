@@ -11,7 +11,7 @@ from pipeline.infobatch import InfoBatchConfig
 from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.schedules.onecycle import one_cycle_lr
-from pipeline.seeding import seeded_init
+from pipeline.seeding import Seeds, seeded_init
 from pipeline.train import TrainConfig, fit
 
 CPU = torch.device("cpu")
@@ -85,3 +85,19 @@ def test_a_steps_budget_does_not_combine_with_infobatch(data):
     with pytest.raises(UserError, match="infobatch"):
         fit(build_model("cnn", 3, 1, width=2), data, torch.arange(8), TrainConfig(steps=3), seed=0, device=CPU,
             loss=build_loss("ce"), infobatch=InfoBatchConfig(), log=lambda line: None)
+
+
+def test_seed_streams_vary_one_source_at_a_time(data):
+    """An int seeds all three streams; Seeds sets them one by one, and each alone changes the run."""
+    def weights(seed):
+        with seeded_init(Seeds.of(seed).init, "init"):
+            model = build_model("cnn", 3, 1, width=2)
+        fit(model, data, torch.arange(24), TrainConfig(epochs=1, batch_size=8), seed=seed, device=CPU,
+            loss=build_loss("ce"), log=lambda line: None)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert Seeds.of(3) == Seeds(3, 3, 3) and Seeds.of(3, {"init": 0, "order": None}) == Seeds(0, 3, 3)
+    assert torch.equal(weights(0), weights(Seeds(0, 0, 0)))
+    assert not torch.equal(weights(Seeds(0, 0, 0)), weights(Seeds(0, 1, 0)))  # order alone
+    assert not torch.equal(weights(Seeds(0, 0, 0)), weights(Seeds(0, 0, 1)))  # augmentation alone
+    assert not torch.equal(weights(Seeds(0, 0, 0)), weights(Seeds(5, 0, 0)))  # initialisation alone

@@ -7,6 +7,7 @@ student's checkpoint and one result row that records the seed, the config and th
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pandas as pd
 import torch
@@ -21,7 +22,7 @@ from pipeline.io import code_version, read_table, require_same_data, stable_hash
 from pipeline.models import build_model
 from pipeline.models.shaping import shaped_model_args
 from pipeline.params import parse_params
-from pipeline.seeding import seeded_init
+from pipeline.seeding import Seeds, seeded_init
 from pipeline.teacher_outputs import NoTeacher, OnlineTeacher, TeacherOutputs, load_cached_views
 from pipeline.train import TrainConfig, fit
 
@@ -54,12 +55,13 @@ def main(argv=None):
     if setting.shape_student:  # the student formed from the (pruned) teacher
         model_name = teacher_spec["model"]
         model_args = shaped_model_args(model_name, teacher, teacher_spec["model_args"])
-    with seeded_init(seed, "init"):
+    seeds = Seeds.of(seed, student.get("seed_streams"))
+    with seeded_init(seeds.init, "init"):
         model = build_model(model_name, data.num_classes, data.in_channels, **model_args)
     indices = torch.tensor(subset["sample_index"].to_numpy(), dtype=torch.long)
     teacher_outputs = teacher_source(args, setting, teacher, data.fingerprint)
     resume = resume_folder(args, spec, [args.subset, args.teacher, args.teacher_class_std, args.teacher_views])
-    history = fit(model, data, indices, cfg, seed=seed, device=device, loss=loss, teacher=teacher_outputs,
+    history = fit(model, data, indices, cfg, seed=seeds, device=device, loss=loss, teacher=teacher_outputs,
                   infobatch=setting.infobatch, resume=resume)
     if not ranks().is_main:
         return
@@ -88,6 +90,7 @@ def main(argv=None):
         "temperature": float(loss_params["temperature"]) if "temperature" in loss_params else float("nan"),
         "loss_params": json.dumps(loss_params, sort_keys=True),
         "seed": seed,
+        **{f"{stream}_seed": value for stream, value in asdict(seeds).items()},  # init_seed, order_seed, augment_seed
         "budget": "epochs" if cfg.steps is None else "steps",
         "epochs": len(history),  # passes over the subset (the last may be partial with a steps budget)
         "steps": int(history["steps"].sum()),

@@ -11,6 +11,8 @@ Resumable (``--resume``), and runs data-parallel under torchrun (``pipeline.devi
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
 
 from pipeline.checkpoints import save_class_logit_std, save_model, save_train_logits
@@ -23,7 +25,7 @@ from pipeline.losses import build_loss
 from pipeline.losses.kd import class_logit_std
 from pipeline.models import build_model
 from pipeline.params import parse_params
-from pipeline.seeding import seeded_init
+from pipeline.seeding import Seeds, seeded_init
 from pipeline.train import TrainConfig, fit, planned_epochs
 
 
@@ -42,17 +44,18 @@ def main(argv=None):
     spec, data, device = setup(args)
     teacher = spec["teacher"]
     cfg = parse_params(TrainConfig, teacher["train"], f"teachers.{spec['name']}.train")
-    with seeded_init(teacher["seed"], "init"):
+    seeds = Seeds.of(teacher["seed"], teacher.get("seed_streams"))
+    with seeded_init(seeds.init, "init"):
         model = build_model(teacher["model"], data.num_classes, data.in_channels, **teacher["model_args"])
     epochs = planned_epochs(cfg, len(data.train))
     dynamics = Dynamics(len(data.train), epochs, device) if args.dynamics_out else None
     resume = resume_folder(args, spec, [])
-    history = fit(model, data, torch.arange(len(data.train)), cfg, seed=teacher["seed"], device=device,
+    history = fit(model, data, torch.arange(len(data.train)), cfg, seed=seeds, device=device,
                   loss=build_loss("ce"), dynamics=dynamics, resume=resume)
     if not ranks().is_main:
         return
     meta = {"stage": "teacher", "teacher": spec["name"], "spec": spec, "config_hash": stable_hash(spec),
-            "seed": teacher["seed"], "device": str(device), "ranks": ranks().world, **data_meta(data)}
+            "seed": teacher["seed"], "seeds": asdict(seeds), "device": str(device), "ranks": ranks().world, **data_meta(data)}
     write_table(history, args.epochs_out, meta)
     if dynamics is not None:
         write_table(dynamics.to_frame(), args.dynamics_out, meta)

@@ -68,7 +68,8 @@ def setup(args: argparse.Namespace) -> tuple[dict[str, Any], Dataset, torch.devi
     spec = args.spec
     device = devices.start(resolve_device(spec.get("device", "auto")))
     dataset = load_data(spec["data"])
-    print(f"data {dataset.name} ({len(dataset.train)} train, {len(dataset.test)} test, "
+    print(f"data {dataset.name} ({len(dataset.train)} train, {len(dataset.held_out)} of them held out for validation, "
+          f"{len(dataset.test)} test, "
           f"fingerprint {dataset.fingerprint}); device {device}; threads {torch.get_num_threads()}"
           + (f"; rank {devices.ranks().rank} of {devices.ranks().world}" if devices.ranks().enabled else ""))
     return spec, dataset, device
@@ -77,7 +78,8 @@ def setup(args: argparse.Namespace) -> tuple[dict[str, Any], Dataset, torch.devi
 def load_data(data: dict[str, Any]) -> Dataset:
     """The dataset a spec's ``data`` section names."""
     return load_dataset(data["dataset"], data.get("root"), data.get("download", False),
-                        data.get("train_limit"), data.get("test_limit"))
+                        data.get("train_limit"), data.get("test_limit"), data.get("validation_fraction", 0.0),
+                        data.get("validation_seed", 0), data.get("validation_stratified", True))
 
 
 def data_meta(dataset: Dataset) -> dict[str, Any]:

@@ -107,17 +107,16 @@ def _check_components(config: dict[str, Any]) -> None:
     from pipeline.data import DATASETS
     from pipeline.distillation import DistillSetting
     from pipeline.models import MODELS
-    from pipeline.params import params_dict, parse_params
+    from pipeline.params import params_dict
     from pipeline.scorers import SCORERS
     from pipeline.selectors import SELECTORS
-    from pipeline.train import TrainConfig
 
     DATASETS.get(config["data"]["dataset"])  # no parameters of its own: the data section is the schema's
     models = [*((f"teachers.{n}", t) for n, t in config["teachers"].items()), ("proxies", config["proxies"]),
               ("student", config["student"])]
     for where, section in models:
         MODELS.params(section["model"], section["model_args"], f"{where}.model_args")
-        section["train"] = params_dict(parse_params(TrainConfig, section["train"], f"{where}.train"))
+        section["train"] = _check_train(section["train"], f"{where}.train", config)
         gpus = section.get("gpus", 1)
         if section["train"]["batch_size"] % gpus:
             raise UserError(f"config error in {where}: train.batch_size {section['train']['batch_size']} "
@@ -154,6 +153,18 @@ def _check_components(config: dict[str, Any]) -> None:
         config["distillation"][name] = DistillSetting.parse(name, entry, f"distillation.{name}", config).spec()
 
 
+def _check_train(train: dict[str, Any], where: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A training section with every default filled in (its schedule's too)."""
+    from pipeline.params import params_dict, parse_params
+    from pipeline.train import TrainConfig
+
+    train = params_dict(parse_params(TrainConfig, train, where))
+    if train["select"] == "best_val" and not config["data"]["validation_fraction"]:
+        raise UserError(f"config error in {where}.select: best_val needs a validation split; "
+                        "set data.validation_fraction > 0 (e.g. 0.1)")
+    return train
+
+
 def base_teacher(config: dict[str, Any], name: str) -> dict[str, Any]:
     """The ``teachers`` entry a (pruned) teacher comes from: its architecture."""
     while name in config["pruned_teachers"]:
@@ -162,9 +173,6 @@ def base_teacher(config: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _check_pruned_teachers(config: dict[str, Any]) -> None:
-    from pipeline.params import params_dict, parse_params
-    from pipeline.train import TrainConfig
-
     pruned = config["pruned_teachers"]
     for name, entry in pruned.items():
         where = f"pruned_teachers.{name}"
@@ -178,7 +186,7 @@ def _check_pruned_teachers(config: dict[str, Any]) -> None:
             chain.append(pruned[chain[-1]]["teacher"])
             if chain[-1] == name:
                 raise UserError(f"config error in {where}.teacher: a cycle {' -> '.join(chain)}")
-        entry["train"] = params_dict(parse_params(TrainConfig, entry["train"], f"{where}.train"))
+        entry["train"] = _check_train(entry["train"], f"{where}.train", config)
 
 
 def _check_teacher(name: str | None, teachers: list[str], where: str) -> None:

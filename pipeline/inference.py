@@ -20,15 +20,16 @@ from pipeline.progress import progress_bar
 
 
 def _logits_per_batch(model: nn.Module, split: Split, batch_size: int, device: torch.device,
-                      views: Views | None = None, augment=None) -> Iterator[torch.Tensor]:
+                      views: Views | None = None, augment=None,
+                      indices: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     # The move to the device and channels_last happens outside inference mode: parameters
     # converted inside it would become inference tensors, and a model evaluated before training
     # (a teacher about to be pruned) could not train.
     model.to(device, memory_format=torch.channels_last).eval()
-    indices = torch.arange(len(split))
+    indices = torch.arange(len(split)) if indices is None else indices
     batches = split.batches(indices, batch_size, device=device, augment=augment, views=views)
     with torch.inference_mode():
-        for x, _, _ in progress_bar(batches, -(-len(split) // batch_size), f"predicting {len(split)} samples"):
+        for x, _, _ in progress_bar(batches, -(-len(indices) // batch_size), f"predicting {len(indices)} samples"):
             yield model(x.contiguous(memory_format=torch.channels_last)).float()
 
 
@@ -50,10 +51,12 @@ def predict_with_features(model: nn.Module, split: Split, batch_size: int,
     return logits, features.cat()
 
 
-def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy on ``split``."""
-    logits = predict(model, split, batch_size, device)
+def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.device,
+             indices: torch.Tensor | None = None) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy on ``split`` (or on its samples ``indices``)."""
+    logits = torch.cat([logits.cpu() for logits in _logits_per_batch(model, split, batch_size, device, indices=indices)])
+    labels = split.labels if indices is None else split.labels[indices]
     return (
-        float((logits.argmax(1) == split.labels).float().mean()),
-        float(F.cross_entropy(logits, split.labels)),
+        float((logits.argmax(1) == labels).float().mean()),
+        float(F.cross_entropy(logits, labels)),
     )

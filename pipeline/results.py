@@ -34,13 +34,15 @@ SCORES_SUMMARY = {"scorer": "str", "other": "str", "label": "Int64", "statistic"
 # ``train_kd``, ...), missing in the rows of runs whose loss has no such term.
 EPOCHS = {**RUN_KEYS, "epoch": "int64", "lr": "float64", "steps": "int64", "sample_steps": "int64",
           "train_loss": "float64", "train_acc": "float64", "test_acc": "float64", "test_loss": "float64",
-          "seconds": "float64", "images_per_second": "float64"}
+          "val_acc": "float64", "val_loss": "float64", "seconds": "float64", "images_per_second": "float64"}
 SUMMARY = {
     "experiment": "str", "dataset": "str", "teacher": "str", "teacher_test_acc": "float64",
     "teacher_sparsity": "float64", "student": "str", "student_params": "int64", "teacher_outputs": "str",
     **RUN_KEYS, "loss": "str",
     "alpha": "float64", "temperature": "float64", "loss_params": "str", "budget": "str", "epochs": "int64",
-    "steps": "int64", "final_test_acc": "float64", "best_test_acc": "float64", "n_train": "int64",
+    "steps": "int64", "final_test_acc": "float64", "best_test_acc": "float64", "best_val_epoch": "Int64",
+    "best_val_acc": "float64", "test_acc_at_best_val": "float64", "n_train": "int64",
+    "init_seed": "int64", "order_seed": "int64", "augment_seed": "int64",
     "infobatch_ratio": "float64", "infobatch_delta": "float64", "sample_steps": "int64", "cost_fraction": "float64",
     "train_seconds": "float64", "device": "str", "dataset_fingerprint": "str", "subset_scores_hash": "str",
     "config_hash": "str", "config": "str", "code_version": "str",

@@ -52,9 +52,24 @@ class TrainConfig:
     # same compute for every keep fraction), the last pass stopping part-way.
     steps: int | None = None
     compile: bool = False  # torch.compile the model (minutes of compilation; pays off on long GPU runs)
+    # The model a run ends with: "last" (the final epoch's), or "best_val" (the evaluated epoch of
+    # the highest validation accuracy, the first of equals; needs data.validation_fraction > 0).
+    select: str = "last"
 
     def __post_init__(self):
         object.__setattr__(self, "schedule", schedule_entry(self.schedule))
+        if self.select not in SELECT:
+            raise UserError(f"train.select must be one of {', '.join(SELECT)}, got {self.select!r}")
+
+
+SELECT = ("last", "best_val")
+
+
+def selected_epoch(history: pd.DataFrame, select: str) -> pd.Series:
+    """The row of ``fit``'s history whose model a run ends with (``TrainConfig.select``)."""
+    if select == "best_val":
+        return history.loc[history["val_acc"].idxmax()]
+    return history.iloc[-1]
 
 
 def planned_epochs(cfg: TrainConfig, num_indices: int) -> int:
@@ -101,7 +116,7 @@ def fit(
     of its permutation) so that every rank takes the same number of steps."""
     group = ranks()
     seeds = Seeds.of(seed)
-    _check(cfg, loss, infobatch, group)
+    _check(cfg, data, loss, infobatch, group)
     epochs = planned_epochs(cfg, len(indices))
     teacher = teacher.start(loss, cfg.augment, device)
     model.to(device, memory_format=torch.channels_last)
@@ -120,9 +135,10 @@ def fit(
     schedule = build_schedule(cfg.schedule)
     streams = _Streams(seeds, group)
     pruning = InfoBatch(infobatch, len(data.train), epochs, device) if infobatch else None
+    best = _BestModel(model) if cfg.select == "best_val" else None
     # Everything a saved state restores, by name.
     parts = {"model": model, "loss": loss, "optimizer": optimizer, "dynamics": dynamics, "pruning": pruning,
-             "prune_rng": streams.infobatch}
+             "prune_rng": streams.infobatch, "best": best}
     run = _Progress()
     saved = resume.load("fit") if resume else None
     if saved is not None:
@@ -170,6 +186,11 @@ def fit(
                 row = _epoch_row(run, epoch, epoch_start, device)
                 if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs:
                     row["test_acc"], row["test_loss"] = evaluate(model, data.test, cfg.batch_size * 4, device)
+                    if len(data.held_out):
+                        row["val_acc"], row["val_loss"] = evaluate(model, data.train, cfg.batch_size * 4, device,
+                                                                   data.held_out)
+                    if best is not None:
+                        best.update(row["val_acc"], model)
                 run.finish_epoch(row)
                 elapsed = time.perf_counter() - start
                 log(
@@ -181,10 +202,14 @@ def fit(
             teacher.stop()
     if dynamics is not None:
         dynamics.sum_across_ranks()
+    if best is not None:
+        model.load_state_dict(best.weights)
     return pd.DataFrame(run.rows)
 
 
-def _check(cfg: TrainConfig, loss: DistillLoss, infobatch: InfoBatchConfig | None, group: Ranks) -> None:
+def _check(cfg: TrainConfig, data: Dataset, loss: DistillLoss, infobatch: InfoBatchConfig | None, group: Ranks) -> None:
+    if cfg.select == "best_val" and not len(data.held_out):
+        raise UserError("train.select: best_val needs a validation split (data.validation_fraction > 0)")
     if infobatch is not None and cfg.steps is not None:
         raise UserError("infobatch prunes passes over the data; use an epochs budget (train.steps: null) with it")
     if group.enabled:
@@ -310,9 +335,31 @@ def _epoch_row(run: _Progress, epoch: int, epoch_start: float, device: torch.dev
         "train_acc": correct / n,
         "test_acc": float("nan"),
         "test_loss": float("nan"),
+        "val_acc": float("nan"),  # on the held-out training samples (data.validation_fraction)
+        "val_loss": float("nan"),
         "seconds": seconds,
         "images_per_second": n / seconds,
     }
+
+
+class _BestModel:
+    """The weights of the evaluated epoch with the highest validation accuracy so far (the first of
+    equals), kept on the model's device and saved with the rest of a run's state."""
+
+    def __init__(self, model: nn.Module):
+        self.val_acc = -1.0
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def update(self, val_acc: float, model: nn.Module) -> None:
+        if val_acc > self.val_acc:
+            self.val_acc = val_acc
+            self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def state_dict(self) -> dict:
+        return {"val_acc": self.val_acc, "weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.val_acc, self.weights = state["val_acc"], state["weights"]
 
 
 def _stop_requested(stop: StopSignal, group: Ranks, device: torch.device, step: int) -> bool:

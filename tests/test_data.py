@@ -13,9 +13,10 @@ import torch
 from pipeline.data import DATASETS, Augment, TensorSplit, load_dataset
 from pipeline.data import fashion_mnist as fashion_mnist_module
 from pipeline.data.imagenet import FolderSplit
-from pipeline.data.splits import augment_batch
+from pipeline.data.splits import augment_batch, hold_out
 from pipeline.errors import UserError
 from pipeline.params import NoParams
+from pipeline.seeding import torch_generator
 
 CPU = torch.device("cpu")
 
@@ -410,3 +411,32 @@ def test_augmented_batches_repeat_with_seed():
     a, b, c = run(0), run(0), run(1)
     assert all(torch.equal(x1, x2) and torch.equal(i1, i2) for (x1, _, i1), (x2, _, i2) in zip(a, b))
     assert not all(torch.equal(x1, x2) for (x1, _, _), (x2, _, _) in zip(a, c))
+
+
+# ---------------------------------------------------------------- validation split
+
+
+def test_hold_out_is_seeded_and_per_class_or_plain():
+    labels = torch.tensor([0] * 10 + [1] * 20 + [2] * 5)
+    held = hold_out(labels, 0.2, torch.Generator().manual_seed(0))
+    # floor(0.2 n) of each class: 2 of class 0, 4 of class 1, 1 of class 2
+    assert torch.bincount(labels[held], minlength=3).tolist() == [2, 4, 1]
+    assert torch.equal(held, held.sort().values) and len(held.unique()) == 7
+    assert torch.equal(held, hold_out(labels, 0.2, torch.Generator().manual_seed(0)))
+    assert not torch.equal(held, hold_out(labels, 0.2, torch.Generator().manual_seed(1)))
+    plain = hold_out(labels, 0.2, torch.Generator().manual_seed(0), stratified=False)
+    assert len(plain) == 7  # floor(0.2 x 35) of all, whatever their classes
+
+
+def test_a_validation_split_holds_out_samples_and_changes_the_fingerprint(tmp_path, no_system_fashion):
+    train_x, train_y, *_ = write_fashion(tmp_path, np.random.default_rng(0))
+    full = load_dataset("fashion_mnist", root=tmp_path)
+    assert len(full.held_out) == 0 and torch.equal(full.train_indices, torch.arange(len(full.train)))
+    split = load_dataset("fashion_mnist", root=tmp_path, validation_fraction=0.5, validation_seed=3)
+    assert len(split.train) == len(full.train)  # a sample's index stays its position in the official split
+    assert torch.equal(split.held_out, hold_out(full.train.labels, 0.5, torch_generator(3, "validation")))
+    assert sorted([*split.held_out.tolist(), *split.train_indices.tolist()]) == list(range(len(full.train)))
+    assert split.fingerprint != full.fingerprint
+    assert load_dataset("fashion_mnist", root=tmp_path, validation_fraction=0.5, validation_seed=3).fingerprint == split.fingerprint
+    other = load_dataset("fashion_mnist", root=tmp_path, validation_fraction=0.5, validation_stratified=False)
+    assert not torch.equal(other.held_out, split.held_out) and other.fingerprint != split.fingerprint

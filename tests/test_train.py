@@ -1,6 +1,8 @@
 """The training loop: its determinism, its budgets, and training with InfoBatch and after evaluation."""
 import math
+from dataclasses import replace
 
+import pandas as pd
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.schedules.onecycle import one_cycle_lr
 from pipeline.seeding import Seeds, seeded_init
-from pipeline.train import TrainConfig, fit
+from pipeline.train import TrainConfig, fit, selected_epoch
 
 CPU = torch.device("cpu")
 
@@ -101,3 +103,37 @@ def test_seed_streams_vary_one_source_at_a_time(data):
     assert not torch.equal(weights(Seeds(0, 0, 0)), weights(Seeds(0, 1, 0)))  # order alone
     assert not torch.equal(weights(Seeds(0, 0, 0)), weights(Seeds(0, 0, 1)))  # augmentation alone
     assert not torch.equal(weights(Seeds(0, 0, 0)), weights(Seeds(5, 0, 0)))  # initialisation alone
+
+
+def test_validation_is_evaluated_on_held_out_samples_and_best_val_keeps_that_epochs_model(data):
+    """With a validation split every evaluated epoch records val_acc on the held-out samples, which
+    are never trained on; select: best_val ends with the weights of the first epoch of the highest
+    validation accuracy."""
+    held = replace(data, held_out=torch.tensor([0, 1, 2, 3, 4, 5]))
+    trained_on = []
+
+    def train(select, epochs=5):
+        with seeded_init(0, "init"):
+            model = build_model("cnn", 3, 1, width=2)
+        model.register_forward_pre_hook(lambda m, args: trained_on.append(args[0].shape[0]) if m.training else None)
+        cfg = TrainConfig(epochs=epochs, batch_size=6, lr=0.5, select=select)
+        history = fit(model, held, held.train_indices, cfg, seed=0, device=CPU, loss=build_loss("ce"), log=lambda line: None)
+        return model, history
+
+    last, history = train("last")
+    assert sum(trained_on) == 5 * 18  # the 18 samples not held out, every epoch
+    assert history["val_acc"].notna().all()
+    assert history["val_acc"].iloc[-1] == evaluate(last, held.train, 8, CPU, held.held_out)[0]
+    best, history_best = train("best_val")
+    pd.testing.assert_frame_equal(history.drop(columns=["seconds", "images_per_second"]),
+                                  history_best.drop(columns=["seconds", "images_per_second"]))
+    chosen = selected_epoch(history, "best_val")
+    assert chosen["epoch"] < history["epoch"].iloc[-1]  # (all tie here: the first epoch, not the last)
+    assert chosen["epoch"] == history.loc[history["val_acc"] == history["val_acc"].max(), "epoch"].min()
+    assert evaluate(best, held.test, 8, CPU) == (chosen["test_acc"], chosen["test_loss"])
+    with pytest.raises(UserError, match="best_val needs a validation split"):
+        fit(build_model("cnn", 3, 1, width=2), data, torch.arange(24), TrainConfig(epochs=1, select="best_val"),
+            seed=0, device=CPU, loss=build_loss("ce"), log=lambda line: None)
+    without = fit(build_model("cnn", 3, 1, width=2), data, torch.arange(24), TrainConfig(epochs=1),
+                  seed=0, device=CPU, loss=build_loss("ce"), log=lambda line: None)
+    assert without["val_acc"].isna().all()

@@ -15,8 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.data.splits import Augment, Dataset, Split, TensorSplit
+import torch
+
+from pipeline.data.splits import Augment, Dataset, Split, TensorSplit, hold_out
 from pipeline.registry import Registry
+from pipeline.seeding import torch_generator
 
 DATASETS: Registry = Registry("dataset")
 
@@ -39,20 +42,23 @@ def load_dataset(
     download: bool = False,
     train_limit: int | None = None,
     test_limit: int | None = None,
+    validation_fraction: float = 0.0,
+    validation_seed: int = 0,
+    validation_stratified: bool = True,
 ) -> Dataset:
     """Load a registered dataset; ``train_limit``/``test_limit`` keep only the first n samples of
-    a split (tiny runs), which changes the fingerprint, so such results never mix with full ones."""
+    a split (tiny runs), which changes the fingerprint, so such results never mix with full ones.
+    ``validation_fraction`` > 0 holds out that share of the training samples for validation
+    (``Dataset.held_out``, seeded by ``validation_seed``, per class when ``validation_stratified``),
+    the same for every stage of an experiment; it changes the fingerprint too."""
     data = DATASETS.get(name)(Path(root) if root else None, download)
-    if train_limit is None and test_limit is None:
+    train = data.train.head(train_limit) if train_limit else data.train
+    test = data.test.head(test_limit) if test_limit else data.test
+    held_out = (hold_out(train.labels, validation_fraction, torch_generator(validation_seed, "validation"),
+                         validation_stratified) if validation_fraction else torch.zeros(0, dtype=torch.long))
+    if train is data.train and test is data.test and not len(held_out):
         return data
-    return Dataset(
-        data.name,
-        data.train.head(train_limit) if train_limit else data.train,
-        data.test.head(test_limit) if test_limit else data.test,
-        data.num_classes,
-        data.in_channels,
-        data.augment,
-    )
+    return Dataset(data.name, train, test, data.num_classes, data.in_channels, data.augment, held_out)
 
 
 from pipeline.data import cifar, fashion_mnist, imagenet, svhn  # noqa: E402,F401

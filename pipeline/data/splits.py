@@ -155,10 +155,31 @@ class Dataset:
     num_classes: int
     in_channels: int
     augment: Augment  # the dataset's standard training augmentation
+    # Sorted canonical indices of the training samples held out for validation (empty: none). They
+    # stay in ``train`` (a sample's index is its position in the official split) but no stage
+    # trains on, scores or selects them.
+    held_out: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     fingerprint: str = field(init=False)
 
     def __post_init__(self):
         h = hashlib.sha256(self.name.encode())
         for part in self.train.fingerprint_parts() + self.test.fingerprint_parts():
             h.update(part)
+        if len(self.held_out):  # other held-out samples, other data (no split: the fingerprint as before)
+            h.update(b"held_out" + self.held_out.numpy().astype("<i8").tobytes())
         self.fingerprint = h.hexdigest()[:16]
+
+    @property
+    def train_indices(self) -> torch.Tensor:
+        """Sorted canonical indices of the training samples that are not held out."""
+        keep = torch.ones(len(self.train), dtype=torch.bool)
+        keep[self.held_out] = False
+        return torch.nonzero(keep).flatten()
+
+
+def hold_out(labels: torch.Tensor, fraction: float, rng: torch.Generator, stratified: bool = True) -> torch.Tensor:
+    """Sorted indices of a seeded hold-out of ``fraction`` of the samples: floor(fraction x n) of
+    each class (``stratified``), or of all n at random (as prune-then-distill's split)."""
+    groups = [torch.nonzero(labels == c).flatten() for c in labels.unique()] if stratified else [torch.arange(len(labels))]
+    chosen = [group[torch.randperm(len(group), generator=rng)[: int(fraction * len(group))]] for group in groups]
+    return torch.cat(chosen).sort().values

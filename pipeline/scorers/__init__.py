@@ -61,7 +61,9 @@ class Scorer:
         self.params = self.Params() if params is None else params
 
     def score(self, ctx: ScoringContext) -> np.ndarray:
-        """float64 array of length len(ctx.data.train), position = canonical sample index."""
+        """float64 array of length len(ctx.data.train), position = canonical sample index. Only
+        the samples not held out for validation (``ctx.data.train_indices``) are kept: the other
+        entries may hold anything (NaN included)."""
         raise NotImplementedError
 
     def params_dict(self) -> dict[str, Any]:

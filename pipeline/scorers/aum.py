@@ -27,7 +27,8 @@ class AUM(Scorer):
             .reindex(index=range(len(ctx.data.train)), columns=epochs)
             .to_numpy(dtype=np.float64)
         )
-        incomplete = np.flatnonzero(np.isnan(margins).any(axis=1))
+        scored = ctx.data.train_indices.numpy()  # the teacher never saw the held-out samples
+        incomplete = scored[np.isnan(margins[scored]).any(axis=1)]
         if len(incomplete):
             shown = ", ".join(str(i) for i in incomplete[:10]) + (", ..." if len(incomplete) > 10 else "")
             raise UserError(

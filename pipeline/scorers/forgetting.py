@@ -39,9 +39,10 @@ class Forgetting(Scorer):
                 raise UserError(f"forgetting never_learned must be 'max' or 'zero', got {self.never_learned!r}")
 
     def score(self, ctx):
-        frame = ctx.dynamics
-        n = len(ctx.data.train)
-        correct = frame.pivot(index="sample_index", columns="epoch", values="correct")
-        if len(correct) != n or correct.isna().any().any():
+        scored = ctx.data.train_indices.numpy()  # the teacher never saw the held-out samples
+        correct = ctx.dynamics.pivot(index="sample_index", columns="epoch", values="correct").reindex(index=scored)
+        if correct.isna().any().any():
             raise UserError("forgetting needs every sample's correctness at every epoch of the teacher's training")
-        return forgetting_counts(correct.sort_index().to_numpy(dtype=bool), self.params.never_learned)
+        scores = np.full(len(ctx.data.train), np.nan)
+        scores[scored] = forgetting_counts(correct.to_numpy(dtype=bool), self.params.never_learned)
+        return scores

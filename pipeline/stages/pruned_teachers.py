@@ -11,18 +11,17 @@ Resumable (``--resume``): finished rounds are kept, and the round under way cont
 from __future__ import annotations
 
 import pandas as pd
-import torch
 
-from pipeline.checkpoints import load_model, save_class_logit_std, save_model, save_train_logits
+from pipeline.checkpoints import load_model, save_model
 from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder, setup, stage
 from pipeline.devices import ranks
-from pipeline.inference import evaluate, predict
+from pipeline.inference import evaluate
 from pipeline.io import stable_hash, write_table
 from pipeline.losses import build_loss
-from pipeline.losses.kd import class_logit_std
 from pipeline.params import parse_params
 from pipeline.pruning import Masks
-from pipeline.train import TrainConfig, fit
+from pipeline.stages.teachers import write_teacher_logits
+from pipeline.train import TrainConfig, fit, selected_epoch
 
 
 @stage
@@ -55,11 +54,11 @@ def main(argv=None):
     for r in range(len(rounds), pruning["rounds"] + 1):
         masks.prune(pruning["rate"])
         pruned_acc = evaluate(model, data.test, test_batch, device)[0]
-        history = fit(model, data, torch.arange(len(data.train)), cfg, seed=pruning["seed"] + r, device=device,
+        history = fit(model, data, data.train_indices, cfg, seed=pruning["seed"] + r, device=device,
                       loss=build_loss("ce"), after_step=masks.apply, resume=resume and resume.for_part(f"round{r}"))
         histories.append(history.assign(round=r))
         rounds.append({"round": r, "sparsity": masks.sparsity(), "test_acc_pruned": pruned_acc,
-                       "test_acc": float(history["test_acc"].iloc[-1])})
+                       "test_acc": float(selected_epoch(history, cfg.select)["test_acc"])})
         print(f"round {r}: sparsity {rounds[-1]['sparsity']:.4f}, test accuracy {pruned_acc:.4f} after pruning, "
               f"{rounds[-1]['test_acc']:.4f} after retraining")
         if resume is not None and ranks().is_main:
@@ -71,10 +70,7 @@ def main(argv=None):
             "config_hash": stable_hash(spec), "seed": pruning["seed"], "device": str(device), **data_meta(data)}
     write_table(pd.concat(histories, ignore_index=True), args.epochs_out, meta)
     write_table(pd.DataFrame(rounds).assign(teacher=spec["name"], parent=pruning["teacher"]), args.rounds_out, meta)
-    logits = predict(model, data.train, test_batch, device)
-    save_train_logits(args.logits_out, logits, meta)
-    labels = data.train.labels
-    save_class_logit_std(args.class_std_out, class_logit_std(logits, labels, data.num_classes), labels, meta)
+    write_teacher_logits(args.logits_out, args.class_std_out, model, data, test_batch, device, meta)
     save_model(args.model_out, model, {"model": parent["model"], "model_args": parent["model_args"],
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
                                        "test_acc": rounds[-1]["test_acc"], "sparsity": rounds[-1]["sparsity"], **meta})

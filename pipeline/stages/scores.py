@@ -3,9 +3,9 @@
 Loads exactly what the scorer's ``needs`` names (the reference teacher, its training-set logits
 or training dynamics, the proxy models), each checked to be made from this run's data, and hands
 them to the scorer in a ``ScoringContext``: only stages read and write files. Writes
-``sample_index, label, score, scorer`` in canonical order (the scorer's name as a column too, so
-that the ``scores/`` folder reads as one table), with the scorer's parameters and seed and the
-dataset fingerprint in the file's metadata.
+``sample_index, label, score, scorer`` of every sample not held out for validation, in canonical
+order (the scorer's name as a column too, so that the ``scores/`` folder reads as one table), with
+the scorer's parameters and seed and the dataset fingerprint in the file's metadata.
 """
 from __future__ import annotations
 
@@ -49,10 +49,11 @@ def main(argv=None):
     scores, batch_size = score_at_largest_batch(scorer, ctx)
     if scores.shape != (len(data.train),):
         raise UserError(f"scorer {scorer.name!r} returned shape {scores.shape}, expected ({len(data.train)},)")
-    bad = np.flatnonzero(~np.isfinite(scores))
+    scored = data.train_indices.numpy()  # held-out validation samples are never scored
+    bad = scored[~np.isfinite(scores[scored])]
     if len(bad):
         raise UserError(f"scorer {scorer.name!r} gave {len(bad)} NaN or infinite scores, first at sample indices {bad[:5].tolist()}")
-    table = pd.DataFrame({"sample_index": np.arange(len(scores)), "label": data.train.labels.numpy(), "score": scores,
+    table = pd.DataFrame({"sample_index": scored, "label": data.train.labels.numpy()[scored], "score": scores[scored],
                           "scorer": scorer.name})
     write_table(table, args.output, {
         "stage": "scores", "scorer": scorer.name, "params": scorer.params_dict(), "seed": spec["seed"],

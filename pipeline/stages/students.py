@@ -24,7 +24,7 @@ from pipeline.models.shaping import shaped_model_args
 from pipeline.params import parse_params
 from pipeline.seeding import Seeds, seeded_init
 from pipeline.teacher_outputs import NoTeacher, OnlineTeacher, TeacherOutputs, load_cached_views
-from pipeline.train import TrainConfig, fit
+from pipeline.train import TrainConfig, fit, selected_epoch
 
 
 @stage
@@ -96,6 +96,8 @@ def main(argv=None):
         "steps": int(history["steps"].sum()),
         "final_test_acc": float(history["test_acc"].iloc[-1]),
         "best_test_acc": float(evaluated["test_acc"].max()),  # chosen on the test set: biased, for reference only
+        # model selection on the held-out validation samples (NaN without a validation split)
+        **best_by_validation(evaluated),
         "n_train": len(indices),
         "infobatch_ratio": setting.infobatch.ratio if setting.infobatch else float("nan"),
         "infobatch_delta": setting.infobatch.delta if setting.infobatch else float("nan"),
@@ -103,7 +105,7 @@ def main(argv=None):
         # training set (epochs x N, or steps x batch size): the cost to compare static subsets (f)
         # and dynamic pruning by
         "sample_steps": int(history["sample_steps"].sum()),
-        "cost_fraction": float(history["sample_steps"].sum()) / full_data_sample_steps(cfg, len(data.train)),
+        "cost_fraction": float(history["sample_steps"].sum()) / full_data_sample_steps(cfg, len(data.train_indices)),
         "train_seconds": float(history["seconds"].sum()),  # the epochs' time, summed over resumptions
         "device": str(device),
         "dataset_fingerprint": data.fingerprint,
@@ -115,8 +117,8 @@ def main(argv=None):
     write_table(history, args.epochs_out, meta)
     save_model(args.model_out, model, {"model": model_name, "model_args": model_args,
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
-                                       "test_acc": run["final_test_acc"], **meta})
-    write_table(pd.DataFrame([run]), args.run_out, meta)
+                                       "test_acc": float(selected_epoch(history, cfg.select)["test_acc"]), **meta})
+    write_table(pd.DataFrame([run]).astype({"best_val_epoch": "Int64"}), args.run_out, meta)
     if resume is not None:
         resume.clear()
     print(f"final test accuracy {run['final_test_acc']:.4f} on {len(indices)} training samples")
@@ -140,6 +142,16 @@ def teacher_source(args, setting: DistillSetting, teacher: nn.Module | None, dat
     if len(views) != setting.cached_views:
         raise UserError(f"{args.teacher_views} holds {len(views)} views, not cached_views {setting.cached_views}")
     return views
+
+
+def best_by_validation(evaluated: pd.DataFrame) -> dict:
+    """The evaluated epoch of the highest validation accuracy (the first of equals): its epoch,
+    validation accuracy and test accuracy."""
+    if evaluated["val_acc"].isna().all():
+        return {"best_val_epoch": pd.NA, "best_val_acc": float("nan"), "test_acc_at_best_val": float("nan")}
+    best = evaluated.loc[evaluated["val_acc"].idxmax()]
+    return {"best_val_epoch": int(best["epoch"]), "best_val_acc": float(best["val_acc"]),
+            "test_acc_at_best_val": float(best["test_acc"])}
 
 
 def full_data_sample_steps(cfg: TrainConfig, num_samples: int) -> int:

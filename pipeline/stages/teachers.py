@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import torch
+import torch.nn as nn
 
 from pipeline.checkpoints import save_class_logit_std, save_model, save_train_logits
 from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder, setup, stage
+from pipeline.data import Dataset
 from pipeline.devices import ranks
 from pipeline.dynamics import Dynamics
 from pipeline.inference import predict
@@ -26,7 +28,7 @@ from pipeline.losses.kd import class_logit_std
 from pipeline.models import build_model
 from pipeline.params import parse_params
 from pipeline.seeding import Seeds, seeded_init
-from pipeline.train import TrainConfig, fit, planned_epochs
+from pipeline.train import TrainConfig, fit, planned_epochs, selected_epoch
 
 
 @stage
@@ -47,10 +49,10 @@ def main(argv=None):
     seeds = Seeds.of(teacher["seed"], teacher.get("seed_streams"))
     with seeded_init(seeds.init, "init"):
         model = build_model(teacher["model"], data.num_classes, data.in_channels, **teacher["model_args"])
-    epochs = planned_epochs(cfg, len(data.train))
-    dynamics = Dynamics(len(data.train), epochs, device) if args.dynamics_out else None
+    indices = data.train_indices  # every training sample not held out for validation
+    dynamics = Dynamics(len(data.train), planned_epochs(cfg, len(indices)), device) if args.dynamics_out else None
     resume = resume_folder(args, spec, [])
-    history = fit(model, data, torch.arange(len(data.train)), cfg, seed=seeds, device=device,
+    history = fit(model, data, indices, cfg, seed=seeds, device=device,
                   loss=build_loss("ce"), dynamics=dynamics, resume=resume)
     if not ranks().is_main:
         return
@@ -60,15 +62,23 @@ def main(argv=None):
     if dynamics is not None:
         write_table(dynamics.to_frame(), args.dynamics_out, meta)
     if args.logits_out:
-        logits = predict(model, data.train, cfg.batch_size * 4, device)
-        save_train_logits(args.logits_out, logits, meta)
-        labels = data.train.labels
-        save_class_logit_std(args.class_std_out, class_logit_std(logits, labels, data.num_classes), labels, meta)
+        write_teacher_logits(args.logits_out, args.class_std_out, model, data, cfg.batch_size * 4, device, meta)
     save_model(args.model_out, model, {"model": teacher["model"], "model_args": teacher["model_args"],
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
-                                       "test_acc": float(history["test_acc"].iloc[-1]), **meta})
+                                       "test_acc": float(selected_epoch(history, cfg.select)["test_acc"]), **meta})
     if resume is not None:
         resume.clear()
+
+
+def write_teacher_logits(logits_out: str, class_std_out: str, model: nn.Module, data: Dataset, batch_size: int,
+                         device: torch.device, meta: dict) -> None:
+    """A trained teacher's logits on every un-augmented training sample (which the teacher-output
+    scorers read), and MDSLR's class statistics of its logits on the samples not held out."""
+    logits = predict(model, data.train, batch_size, device)
+    save_train_logits(logits_out, logits, meta)
+    indices = data.train_indices
+    labels = data.train.labels[indices]
+    save_class_logit_std(class_std_out, class_logit_std(logits[indices], labels, data.num_classes), labels, meta)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,8 @@ def test_vgg13_widths_keep_the_stage_structure():
 
 @pytest.mark.parametrize("name, expected", [
     ("vgg13", {"widths": [64, 64, 128, 128, 256, 256, 512, 512, 512, 512]}),
+    ("vgg11", {"widths": [64, 128, 256, 256, 512, 512, 512, 512]}),
+    ("vgg19", {"widths": [64, 64, 128, 128] + [256] * 4 + [512] * 8}),
     # stage 1 has a projection shortcut here (32 -> 64), so the stem keeps its own width
     ("resnet8x4", {"widths": [32, 64, 128, 256], "block_widths": [64, 128, 256]}),
 ])
@@ -135,6 +137,30 @@ def test_unpruned_gives_back_the_same_layers(name, expected):
     student = build_model(name, num_classes=100, in_channels=3, **args)
     assert conv_shapes(student) == conv_shapes(teacher)
     assert params(student) == params(teacher)
+
+
+def test_vgg19_teacher_shapes_its_student_by_hand():
+    # Prune-then-distill's CIFAR-100 teacher: VGG19 (with its pooling, pool3), shaped student widths
+    # conv by conv. Each conv keeps 9 * c_in' * w weights, so the rule gives back w exactly.
+    teacher = build_model("vgg19", num_classes=100, in_channels=3, pool3=True)
+    layers = convs(teacher)
+    assert len(layers) == 16
+    targets = [32, 20, 100, 64, 128, 100, 200, 50, 256, 300, 400, 256, 128, 64, 32]
+    in_width = 3
+    for conv, width in zip(layers, targets):
+        keep_first(conv, 9 * in_width * width)
+        in_width = width
+    keep_first(layers[15], 0)  # nothing kept -> 1
+    args = shaped_model_args("vgg19", teacher, {"pool3": True})
+    assert args == {"pool3": True, "widths": targets + [1]}
+    student = build_model("vgg19", num_classes=100, in_channels=3, **json.loads(json.dumps(args))).eval()
+    stages = (student.block0, student.block1, student.block2, student.block3, student.block4)
+    assert [[m.out_channels for m in s if isinstance(m, nn.Conv2d)] for s in stages] == \
+        [[32, 20], [100, 64], [128, 100, 200, 50], [256, 300, 400, 256], [128, 64, 32, 1]]
+    assert [c.in_channels for c in convs(student)] == [3] + targets
+    assert student.pool3 and student.classifier.in_features == 1
+    with torch.no_grad():
+        assert student(torch.randn(2, 3, 32, 32)).shape == (2, 100)
 
 
 def pruned_resnet20() -> nn.Module:
@@ -200,5 +226,6 @@ def test_unsupported_message_lists_every_family():
         shaped_model_args("wrn_40_2", build_model("wrn_40_2", num_classes=10, in_channels=3), {})
     message = str(err.value)
     assert "\n" not in message and message.startswith("cannot shape a student from 'wrn_40_2'; supported: ")
-    for name in ["cnn", "resnet110", "resnet20", "resnet32", "resnet32x4", "resnet56", "resnet8x4", "vgg13", "vgg8"]:
+    for name in ["cnn", "resnet110", "resnet20", "resnet32", "resnet32x4", "resnet56", "resnet8x4",
+                 "vgg11", "vgg13", "vgg19", "vgg8"]:
         assert name in message

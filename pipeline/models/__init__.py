@@ -19,4 +19,13 @@ def build_model(name: str, num_classes: int, in_channels: int, **args) -> nn.Mod
     return MODELS.get(name)(num_classes, in_channels, MODELS.params(name, args))
 
 
-from pipeline.models import cnn, mobilenetv2, resnet_cifar, torchvision_resnet, vgg, wrn  # noqa: E402,F401
+from pipeline.models import (  # noqa: E402,F401
+    cnn,
+    mobilenetv2,
+    resnet_cifar,
+    shufflenetv1,
+    shufflenetv2,
+    torchvision_resnet,
+    vgg,
+    wrn,
+)

@@ -64,7 +64,7 @@ def _resnet(model: nn.Module) -> dict:
 
 
 _SHAPERS = {
-    **dict.fromkeys(["cnn", "vgg8", "vgg13"], _chain),
+    **dict.fromkeys(["cnn", "vgg8", "vgg11", "vgg13", "vgg19"], _chain),
     **dict.fromkeys(["resnet20", "resnet32", "resnet56", "resnet110", "resnet8x4", "resnet32x4"], _resnet),
 }
 

@@ -1,6 +1,10 @@
 """CIFAR VGG with batch norm (Simonyan & Zisserman 2015, BN variant) as used by RepDistiller / CRD
 (Tian et al. 2020): five conv stages, max pooling after the first three (and the fourth for
-64x64 inputs), global average pooling and a single linear classifier."""
+64x64 inputs), global average pooling and a single linear classifier.
+
+Prune-then-distill's CIFAR VGG11/VGG19 (Park & No 2022, from OpenLTH) has the same layers and
+parameters, but max-pools after the fourth stage for 32x32 inputs too (the fifth then runs on 2x2
+maps): ``pool3=True``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +29,9 @@ class VGG(nn.Module):
     stage structure (a student shaped from a pruned teacher, see ``pipeline.models.shaping``)."""
 
     def __init__(self, cfg: list[list[int]], num_classes: int, in_channels: int = 3,
-                 widths: list[int] | None = None):
+                 widths: list[int] | None = None, pool3: bool = False):
         super().__init__()
+        self.pool3 = pool3
         if widths is not None:
             sizes = [len(stage) for stage in cfg]
             if len(widths) != sum(sizes) or min(widths) < 1:
@@ -55,26 +60,39 @@ class VGG(nn.Module):
         x = self.pool(self.block2(x))
         x = self.block3(x)
         # RepDistiller pools here only for 64x64 inputs; CIFAR-sized maps are already 4x4 (or 3x3).
-        if x.shape[-1] >= 8:
+        if self.pool3 or x.shape[-1] >= 8:
             x = self.pool(x)
         x = self.block4(x)
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 
 
 _VGG8 = [[64], [128], [256], [512], [512]]
+_VGG11 = [[64], [128], [256, 256], [512, 512], [512, 512]]
 _VGG13 = [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]]
+_VGG19 = [[64, 64], [128, 128], [256, 256, 256, 256], [512, 512, 512, 512], [512, 512, 512, 512]]
 
 
 @dataclass(frozen=True)
 class Params:
     widths: list[int] | None = None  # every convolution's width in forward order, instead of the cfg's (a shaped student)
+    pool3: bool = False  # max-pool after block3 at every input size, as prune-then-distill's VGG (default: 64x64 inputs only)
 
 
 @MODELS.register("vgg8", Params)
 def vgg8(num_classes: int, in_channels: int, params: Params) -> nn.Module:
-    return VGG(_VGG8, num_classes, in_channels, params.widths)
+    return VGG(_VGG8, num_classes, in_channels, params.widths, params.pool3)
+
+
+@MODELS.register("vgg11", Params)
+def vgg11(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return VGG(_VGG11, num_classes, in_channels, params.widths, params.pool3)
 
 
 @MODELS.register("vgg13", Params)
 def vgg13(num_classes: int, in_channels: int, params: Params) -> nn.Module:
-    return VGG(_VGG13, num_classes, in_channels, params.widths)
+    return VGG(_VGG13, num_classes, in_channels, params.widths, params.pool3)
+
+
+@MODELS.register("vgg19", Params)
+def vgg19(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+    return VGG(_VGG19, num_classes, in_channels, params.widths, params.pool3)

@@ -131,7 +131,7 @@ def test_shaped_student_needs_a_supported_teacher_family():
     config["teachers"]["cnn32"] = {"model": "mobilenetv2"}
     config["distillation"]["kd"]["shape_student"] = True
     with pytest.raises(UserError, match=r"distillation.kd.shape_student: cannot shape a student from 'mobilenetv2'; "
-                                        r"supported: cnn, resnet110, resnet20, resnet32, resnet32x4, resnet56, resnet8x4, vgg13, vgg8$"):
+                                        r"supported: cnn, resnet110, resnet20, resnet32, resnet32x4, resnet56, resnet8x4, vgg11, vgg13, vgg19, vgg8$"):
         validate_config(config)
 
 

@@ -44,7 +44,7 @@ def study_plot(table: pd.DataFrame, compare: list[str], title: str, path: str) -
 
 
 def accuracy_per_scorer(table: pd.DataFrame, title: str, path: str) -> None:
-    """One panel per scorer: a line per (selector, distillation setting), from ``study_table``
+    """One panel per scorer: a line per (selector, distillation setting), from ``study.study_table``
     grouped by scorer, selector and distillation."""
     scorers = list(dict.fromkeys(table["scorer"]))
     columns = min(len(scorers), 3)

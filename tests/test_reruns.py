@@ -140,6 +140,7 @@ def plan(config: dict) -> dict[str, set[Job]]:
             job("students", scorer=s, selector=sel, keep=k, distill=d, seed=seed)
             for s, sel in selections for k in keeps for d in config["distillation"] for seed in seeds
         },
+        "galleries": {job("galleries")},
         "aggregate": {job("aggregate")},
         "all": {job("all")},
     }
@@ -151,13 +152,13 @@ def wildcard(key: Job, name: str) -> str:
 
 def downstream_of_scorer(config: dict, scorer: str) -> set[Job]:
     """What a new score of `scorer` invalidates: its scoring job, the summary comparing the scorers,
-    the subsets selected from its scores and the students trained on them, then the aggregate of
-    the students (only when it has subsets) and `all`."""
+    the subsets selected from its scores and the students trained on them, then the galleries of
+    the subsets and the aggregate of the students (only when it has subsets) and `all`."""
     jobs = plan(config)
     subsets = {j for j in jobs["subsets"] if wildcard(j, "scorer") == scorer}
     students = {j for j in jobs["students"] if wildcard(j, "scorer") == scorer}
-    aggregate = jobs["aggregate"] if students else set()
-    return {job("scores", scorer=scorer), job("scores_summary"), *subsets, *students, *aggregate, job("all")}
+    gathered = jobs["galleries"] | jobs["aggregate"] if subsets else set()
+    return {job("scores", scorer=scorer), job("scores_summary"), *subsets, *students, *gathered, job("all")}
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +198,7 @@ def test_editing_a_scorer_reruns_its_downstream_only(finished, base_config, scor
     """Appending a comment to pipeline/scorers/<scorer>.py reruns, and only reruns:
     - teacher_ce (selected by hardest): scores[teacher_ce], scores_summary,
       subsets[teacher_ce, hardest, keep 0.1 / 0.5], students[teacher_ce, hardest, keep 0.1 / 0.5,
-      labels / kd, seed 0] (4), aggregate, all -- 10 jobs;
+      labels / kd, seed 0] (4), galleries, aggregate, all -- 11 jobs;
     - random (computed and summarised, selected by no selector): scores[random], scores_summary, all.
     Not the teacher, nor the other scorers, their subsets and students."""
     source = finished / "pipeline" / "scorers" / f"{scorer}.py"
@@ -211,7 +212,7 @@ def test_editing_a_scorer_reruns_its_downstream_only(finished, base_config, scor
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
     expected = downstream_of_scorer(base_config, scorer)
-    assert len(expected) == {"teacher_ce": 10, "random": 3}[scorer]
+    assert len(expected) == {"teacher_ce": 11, "random": 3}[scorer]
     assert set(jobs) == expected
     assert jobs[job("scores", scorer=scorer)] == f"Updated input files: {source}"
 
@@ -219,12 +220,13 @@ def test_editing_a_scorer_reruns_its_downstream_only(finished, base_config, scor
 def test_changing_a_scorers_params_reruns_its_downstream_only(finished, base_config, tmp_path):
     """forgetting: {never_learned: zero} instead of the default max reruns scores[forgetting]
     ("Params have changed"), scores_summary, subsets[forgetting, hardest, keep 0.1 / 0.5],
-    students[forgetting, hardest, keep 0.1 / 0.5, labels / kd, seed 0], aggregate and all: 10 jobs."""
+    students[forgetting, hardest, keep 0.1 / 0.5, labels / kd, seed 0], galleries, aggregate and all:
+    11 jobs."""
     config = {**base_config, "scorers": {**base_config["scorers"], "forgetting": {"never_learned": "zero"}}}
     jobs = planned(finished, write_config(tmp_path / "forgetting_zero.yaml", config))
 
     expected = downstream_of_scorer(base_config, "forgetting")
-    assert len(expected) == 10
+    assert len(expected) == 11
     assert set(jobs) == expected
     assert triggers(jobs[job("scores", scorer="forgetting")]) == {"Params have changed since last execution"}
 
@@ -239,7 +241,8 @@ def test_spelling_out_a_default_param_reruns_nothing(finished, base_config, tmp_
 def test_adding_a_keep_fraction_runs_only_the_new_subsets(finished, base_config, tmp_path):
     """keep_fractions [0.1, 0.5] -> [0.1, 0.5, 0.3] runs subsets[forgetting / teacher_ce, hardest,
     keep 0.3] (2), students[forgetting / teacher_ce, hardest, keep 0.3, labels / kd, seed 0] (4),
-    aggregate (its set of inputs grew) and all: 8 jobs, none of the existing subsets or students."""
+    aggregate (its set of inputs grew) and all: 8 jobs, none of the existing subsets or students;
+    not the galleries, which show the middle keep fraction of [0.1, 0.5, 0.3], still 0.5."""
     selection = {**base_config["selection"], "keep_fractions": [0.1, 0.5, 0.3]}
     config = {**base_config, "selection": selection}
     jobs = planned(finished, write_config(tmp_path / "keep.yaml", config))
@@ -277,3 +280,11 @@ def test_changing_the_student_training_reruns_the_students_only(finished, base_c
     assert set(jobs) == expected
     params_changed = frozenset({"Params have changed since last execution"})
     assert {triggers(jobs[j]) for j in plan(base_config)["students"]} == {params_changed}
+
+
+def test_changing_checkpoint_every_reruns_nothing(finished, base_config, tmp_path):
+    """checkpoint_every 1 -> 3 changes how often training jobs save their state, not what they
+    compute: it reaches them as a resource (no rerun trigger), not in a param, so nothing is planned."""
+    assert base_config.get("checkpoint_every", 1) == 1
+    config = {**base_config, "checkpoint_every": 3}
+    assert planned(finished, write_config(tmp_path / "checkpoint_every.yaml", config)) == {}

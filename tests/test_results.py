@@ -1,5 +1,5 @@
-"""The tables and picks behind what the user reads, on hand-made inputs: the KD gain, the gallery's
-samples, the students' per-epoch table, the rank correlation matrix, the results API's stage
+"""The tables and picks behind what the user reads, on hand-made inputs: the gallery's samples,
+the students' per-epoch table, the rank correlation matrix, the results API's stage
 folders, and the progress bar."""
 import io
 
@@ -8,36 +8,11 @@ import pandas as pd
 import pytest
 
 from pipeline import results
-from pipeline.stages.aggregate import every_epoch, gallery_picks, kd_gain
 from pipeline.io import write_table
 from pipeline.progress import bar, progress_bar
+from pipeline.stages.aggregate import every_epoch
+from pipeline.stages.galleries import gallery_picks
 from pipeline.stages.scores_summary import rank_correlation, summarise
-
-
-def runs(rows):
-    columns = ["distillation", "teacher", "infobatch_ratio", "scorer", "selector", "keep_fraction", "final_test_acc"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def test_kd_gain_is_each_teacher_setting_minus_labels_only_in_points():
-    summary = runs([
-        ("labels", None, np.nan, "el2n", "hardest", 0.1, 0.50), ("labels", None, np.nan, "el2n", "hardest", 0.1, 0.60),
-        ("kd", "t", np.nan, "el2n", "hardest", 0.1, 0.70), ("kd", "t", np.nan, "el2n", "hardest", 0.1, 0.80),
-        ("labels", None, np.nan, "el2n", "hardest", 0.5, 0.80), ("kd", "t", np.nan, "el2n", "hardest", 0.5, 0.85),
-        ("kd_ib", "t", 0.5, "el2n", "hardest", 0.1, 0.50), ("kd_ib", "t", 0.5, "el2n", "hardest", 0.5, 0.90),
-        # labels only with InfoBatch is not the baseline
-        ("labels_ib", None, 0.5, "el2n", "hardest", 0.1, 0.99), ("labels_ib", None, 0.5, "el2n", "hardest", 0.5, 0.99),
-    ])
-    gains = kd_gain(summary)
-    assert list(gains) == ["kd minus labels", "kd_ib minus labels"]
-    # kd: (75 - 55, 85 - 80); kd_ib: (50 - 55, 90 - 80)
-    assert gains["kd minus labels"].loc[("el2n", "hardest")].tolist() == pytest.approx([20.0, 5.0])
-    assert gains["kd_ib minus labels"].loc[("el2n", "hardest")].tolist() == pytest.approx([-5.0, 10.0])
-    assert gains["kd minus labels"].columns.tolist() == [0.1, 0.5]
-
-
-def test_kd_gain_is_empty_without_a_labels_only_setting():
-    assert kd_gain(runs([("kd", "t", np.nan, "el2n", "hardest", 0.1, 0.7)])) == {}
 
 
 def test_gallery_picks_hardest_medium_easiest_of_kept_and_pruned():

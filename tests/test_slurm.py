@@ -198,9 +198,10 @@ def parse_tasks(path: Path) -> dict[str, dict[str, str]]:
 
 # The SLURM jobs, by log folder: one per job of a rule; a group job per bundle: the 12 selection
 # jobs (group-components: selection=64 in slurm/config.yaml) and the 36 students (the test's profile)
-SINGLE_JOBS = {"rule_teachers": 1, "rule_proxies": 2, "rule_scores": 9, "rule_scores_summary": 1, "rule_aggregate": 1}
+SINGLE_JOBS = {"rule_teachers": 1, "rule_proxies": 2, "rule_scores": 9, "rule_scores_summary": 1, "rule_galleries": 1,
+               "rule_aggregate": 1}
 GROUP_MEMBERS = {"group_selection_subsets": 12, "group_students_students": 36}
-CPU_JOBS = {"rule_scores_summary", "group_selection_subsets", "rule_aggregate"}  # gpu: 0; the others gpu: 1
+CPU_JOBS = {"rule_scores_summary", "group_selection_subsets", "rule_galleries", "rule_aggregate"}  # gpu: 0; the others gpu: 1
 
 
 @pytest.mark.slow

@@ -40,8 +40,35 @@ def test_dry_run_of_the_default_lists_every_stage(tmp_path):
     # x 2 settings x 2 seeds = 48 students
     assert planned_jobs(result.stdout) == {
         "teachers": 1, "proxies": 2, "scores": 9, "scores_summary": 1, "subsets": 12, "students": 48,
-        "aggregate": 1, "all": 1,
+        "galleries": 1, "aggregate": 1, "all": 1,
     }
+
+
+def test_training_jobs_get_checkpoint_every_and_a_resume_folder_beside_their_model(tmp_path):
+    """checkpoint_every reaches the teacher, proxy and student jobs' command lines (as a resource,
+    so that changing it reruns nothing: tests/test_reruns.py), with --resume next to --model-out."""
+    config = tmp_path / "every3.yaml"
+    config.write_text(TINY.read_text() + "checkpoint_every: 3\n")
+    result = snakemake(tmp_path, "-n", "-p", "--configfile", str(config))
+    assert result.returncode == 0, result.stdout[-3000:]
+    commands = [line for line in result.stdout.splitlines() if "--model-out" in line]
+    stages = {re.search(r"-m pipeline\.stages\.(\w+)", c)[1] for c in commands}
+    assert stages == {"teachers", "students"}  # the proxies run the teachers' stage
+    assert len(commands) == 1 + 2 + 36  # 1 teacher, 2 proxies, 36 students
+    for command in commands:
+        model = re.search(r"--model-out (\S+)/model\.pt", command)[1]
+        assert f"--resume {model}/resume --checkpoint-every 3 " in command, command
+
+
+CONFIGS = sorted((REPO / "config" / "studies").glob("*.yaml")) + sorted((REPO / "tests" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_every_config_passes_the_linter(tmp_path, config):
+    """`snakemake --lint` finds nothing on every study and test configuration (scripts/test.sh
+    lints the default one before the tests)."""
+    result = snakemake(tmp_path, "--lint", "--configfile", str(config))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
 
 def test_misspelt_key_stops_the_workflow_with_one_line(tmp_path):

@@ -1,36 +1,47 @@
-# The summary of every student, their per-epoch metrics, the plots the user reads and the study's
-# table and plot; report(...) puts each figure and table into `snakemake --report`.
+# The summary of every student, their per-epoch metrics, their plots and the study's table and
+# plot: what the user reads (report(...) puts each figure and table into `snakemake --report`).
 rule aggregate:
     input:
-        runs=student_files("run.parquet"),
-        epochs=student_files("epochs.parquet"),
-        scores=SELECTED_SCORES,
-        subsets=GALLERY_SUBSETS,
+        runs=student_outputs("run"),
+        epochs=student_outputs("epochs"),
     output:
-        summary=AGGREGATE_FILES["summary"],
-        epochs=AGGREGATE_FILES["epochs"],
-        accuracy_plot=report(AGGREGATE_FILES["accuracy_plot"], caption="../report/accuracy.rst", category="Students"),
-        kd_gain_plot=report(AGGREGATE_FILES["kd_gain_plot"], caption="../report/kd_gain.rst", category="Students"),
-        galleries=report(AGGREGATE_FILES["galleries"], caption="../report/gallery.rst", category="Subsets"),
-        study_table=STUDY_FILES["parquet"],
-        study_markdown=STUDY_FILES["md"],
-        study_html=report(STUDY_FILES["html"], caption="../report/study_table.rst", category="Study"),
-        study_plot=report(STUDY_FILES["png"], caption="../report/study_plot.rst", category="Study"),
-    params:
-        spec=aggregate_spec(),
-        gallery_folder=lambda wildcards, output: str(Path(output.galleries[0]).parent),
-    resources:
-        **CPU_JOB,
+        summary=f"{RESULTS}/summary.parquet",
+        epochs=f"{RESULTS}/epochs.parquet",
+        accuracy_plot=report(
+            f"{PLOTS}/accuracy_vs_keep_fraction.png",
+            caption="../report/accuracy.rst",
+            category="Students",
+        ),
+        kd_gain_plot=report(
+            f"{PLOTS}/kd_gain.png",
+            caption="../report/kd_gain.rst",
+            category="Students",
+        ),
+        study_table=f"{RESULTS}/study.parquet",
+        study_markdown=f"{RESULTS}/study.md",
+        study_html=report(
+            f"{RESULTS}/study.html",
+            caption="../report/study_table.rst",
+            category="Study",
+        ),
+        study_plot=report(
+            f"{RESULTS}/study.png",
+            caption="../report/study_plot.rst",
+            category="Study",
+        ),
     log:
         f"{LOGS}/aggregate.log",
     benchmark:
         f"{BENCHMARKS}/aggregate.tsv"
     conda:
         "../../environment.yml"
+    resources:
+        **CPU_JOB,
+    params:
+        spec=aggregate_spec(),
     shell:
         "python -m pipeline.stages.aggregate --spec {params.spec:q} --runs {input.runs:q} --epochs {input.epochs:q} "
-        "--scores {input.scores:q} --subsets {input.subsets:q} --summary-out {output.summary:q} "
-        "--epochs-out {output.epochs:q} --accuracy-plot-out {output.accuracy_plot:q} "
-        "--kd-gain-plot-out {output.kd_gain_plot:q} --gallery-folder {params.gallery_folder:q} "
+        "--summary-out {output.summary:q} --epochs-out {output.epochs:q} "
+        "--accuracy-plot-out {output.accuracy_plot:q} --kd-gain-plot-out {output.kd_gain_plot:q} "
         "--study-table-out {output.study_table:q} --study-markdown-out {output.study_markdown:q} "
         "--study-html-out {output.study_html:q} --study-plot-out {output.study_plot:q} > {log:q} 2>&1"

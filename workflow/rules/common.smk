@@ -1,6 +1,7 @@
-# Everything the rules compute from the config: validation, paths, wildcard values and each job's
+# Everything the rules compute from the config: validation, paths, wildcard values, each job's
 # spec (the resolved slice of the config it depends on, passed as a param so that changing it
-# reruns exactly the jobs it affects; threads are resources, not part of it).
+# reruns exactly the jobs it affects; threads are resources, not part of it) and the inputs and
+# arguments that depend on the config.
 import json
 import re
 import shlex
@@ -21,23 +22,40 @@ except UserError as error:
     raise WorkflowError(str(error)) from None
 
 
+# Paths. Each job's place below the experiment's folders: its outputs are under
+# RESULTS/<place>/ (or are RESULTS/<place>.parquet), its log is LOGS/<place>.log and its
+# benchmark (wall time, memory) BENCHMARKS/<place>.tsv. The rules write their outputs from
+# these; a rule that reads another's files takes them from that rule (rules.<name>.output).
 RESULTS = f"results/{config['experiment']}"
 LOGS = f"logs/{config['experiment']}"
 BENCHMARKS = f"{RESULTS}/benchmarks"
-SCORING_TEACHER = config["scoring"]["teacher"]
-CHECKPOINT_EVERY = config["checkpoint_every"]
+PLOTS = f"{RESULTS}/plots"
+TEACHER = "teachers/{teacher}"
+PRUNED_TEACHER = "teachers/{pruned}"
+# (its output is teachers/<name>/views<K>.pt)
+TEACHER_VIEWS = "teachers/{viewed}_views{views}"
+PROXY = "proxies/run{run}"
+SCORES = "scores/{scorer}"
+# (its outputs are scores_summary.parquet and two plots)
+SCORES_SUMMARY = "scores/summary"
+SUBSET = "subsets/{scorer}/{selector}/keep{keep}"
+STUDENT = "students/{scorer}/{selector}/keep{keep}/{distill}/seed{seed}"
 
 
 def keep_label(fraction):
     return format(fraction, "g")
 
 
+SCORING_TEACHER = config["scoring"]["teacher"]
 KEEPS = {keep_label(f): f for f in config["selection"]["keep_fractions"]}
 SELECTIONS = [
     (scorer, selector)
     for selector, entry in config["selection"]["selectors"].items()
     for scorer in entry["scorers"]
 ]
+SELECTED_SCORERS = list(dict.fromkeys(scorer for scorer, _ in SELECTIONS))
+# The galleries show the subsets of the middle keep fraction.
+GALLERY_KEEP = list(KEEPS)[len(KEEPS) // 2]
 
 
 def choice(names):
@@ -58,12 +76,19 @@ wildcard_constraints:
     run=r"\d+",
 
 
+# Specs: each job's slice of the config, as JSON.
+
+
 def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
 def common_spec():
-    return {"experiment": config["experiment"], "data": config["data"], "device": config["device"]}
+    return {
+        "experiment": config["experiment"],
+        "data": config["data"],
+        "device": config["device"],
+    }
 
 
 def without(section, *keys):
@@ -82,8 +107,14 @@ def pruned_teacher_spec(wildcards):
 
 def teacher_views_spec(wildcards):
     scoring = config["scoring"]
-    return as_json({**common_spec(), "teacher": wildcards.viewed, "views": int(wildcards.views),
-                    "batch_size": scoring["batch_size"]})
+    return as_json(
+        {
+            **common_spec(),
+            "teacher": wildcards.viewed,
+            "views": int(wildcards.views),
+            "batch_size": scoring["batch_size"],
+        }
+    )
 
 
 def proxy_spec(wildcards):
@@ -94,21 +125,162 @@ def proxy_spec(wildcards):
 
 def score_spec(wildcards):
     scoring = config["scoring"]
-    return as_json({**common_spec(), "scorer": wildcards.scorer, "params": config["scorers"][wildcards.scorer],
-                    "seed": scoring["seed"], "batch_size": scoring["batch_size"]})
+    return as_json(
+        {
+            **common_spec(),
+            "scorer": wildcards.scorer,
+            "params": config["scorers"][wildcards.scorer],
+            "seed": scoring["seed"],
+            "batch_size": scoring["batch_size"],
+        }
+    )
 
 
 def subset_spec(wildcards):
     selection = config["selection"]
-    return as_json({"selector": wildcards.selector, "keep_fraction": KEEPS[wildcards.keep],
-                    "class_balanced": selection["class_balanced"], "seed": selection["seed"],
-                    "params": selection["selectors"][wildcards.selector]["params"]})
+    return as_json(
+        {
+            "selector": wildcards.selector,
+            "keep_fraction": KEEPS[wildcards.keep],
+            "class_balanced": selection["class_balanced"],
+            "seed": selection["seed"],
+            "params": selection["selectors"][wildcards.selector]["params"],
+        }
+    )
 
 
 def student_spec(wildcards):
     student = without(config["student"], "seeds", "threads")
     distill = {"name": wildcards.distill, **config["distillation"][wildcards.distill]}
-    return as_json({**common_spec(), "student": student, "distillation": distill, "seed": int(wildcards.seed)})
+    return as_json(
+        {
+            **common_spec(),
+            "student": student,
+            "distillation": distill,
+            "seed": int(wildcards.seed),
+        }
+    )
+
+
+def scores_summary_spec():
+    return as_json({"experiment": config["experiment"], "scorers": config["scorers"]})
+
+
+def galleries_spec():
+    return as_json({"experiment": config["experiment"], "data": config["data"]})
+
+
+def aggregate_spec():
+    return as_json(
+        {
+            "experiment": config["experiment"],
+            "data": config["data"],
+            "report": config["report"],
+        }
+    )
+
+
+# Inputs: the files of other rules a job reads, where they depend on the config.
+
+
+def teacher_output(name, key):
+    """Output ``key`` of the job that makes teacher ``name``: rule teachers, or rule
+    pruned_teachers for a pruned teacher."""
+    if name in config["pruned_teachers"]:
+        return expand(getattr(rules.pruned_teachers.output, key), pruned=name)[0]
+    return expand(getattr(rules.teachers.output, key), teacher=name)[0]
+
+
+def pruned_teacher_parent(wildcards):
+    return teacher_output(
+        config["pruned_teachers"][wildcards.pruned]["teacher"], "model"
+    )
+
+
+def viewed_teacher(wildcards):
+    return teacher_output(wildcards.viewed, "model")
+
+
+def score_inputs(wildcards):
+    """The scorer's source file, and only what the scorer says it needs."""
+    runs = range(config["proxies"]["runs"])
+    available = {
+        "teacher": teacher_output(SCORING_TEACHER, "model"),
+        "dynamics": teacher_output(SCORING_TEACHER, "dynamics"),
+        "teacher_logits": teacher_output(SCORING_TEACHER, "logits"),
+        "proxies": expand(rules.proxies.output.model, run=runs),
+    }
+    needs = SCORERS.get(wildcards.scorer).needs
+    source = f"{REPO}/pipeline/scorers/{wildcards.scorer}.py"
+    return {"source": source, **{n: available[n] for n in needs}}
+
+
+def all_scores(wildcards):
+    return expand(rules.scores.output.scores, scorer=config["scorers"])
+
+
+def student_teacher(wildcards):
+    """The student's teacher checkpoint and class statistics, for settings that name a
+    teacher, and the teacher's cached views for settings that read them."""
+    distill = config["distillation"][wildcards.distill]
+    name = distill.get("teacher")
+    if not name:
+        return {}
+    files = {
+        "teacher": teacher_output(name, "model"),
+        "class_std": teacher_output(name, "class_std"),
+    }
+    if distill["cached_views"]:
+        views = rules.teacher_views.output.views
+        files["views"] = expand(views, viewed=name, views=distill["cached_views"])[0]
+    return files
+
+
+def student_outputs(key):
+    """Output ``key`` of every student (``run``, ``epochs``), in one fixed order."""
+
+    def outputs(wildcards):
+        return [
+            expand(
+                getattr(rules.students.output, key),
+                scorer=scorer,
+                selector=selector,
+                keep=keep,
+                distill=distill,
+                seed=seed,
+            )[0]
+            for scorer, selector in SELECTIONS
+            for keep in KEEPS
+            for distill in config["distillation"]
+            for seed in config["student"]["seeds"]
+        ]
+
+    return outputs
+
+
+def gallery_scores(wildcards):
+    """The scores of the scorers the selectors draw from."""
+    return expand(rules.scores.output.scores, scorer=SELECTED_SCORERS)
+
+
+def gallery_subsets(wildcards):
+    """Every selection's subset at the galleries' keep fraction."""
+    subset = rules.subsets.output.subset
+    return [
+        expand(subset, scorer=scorer, selector=selector, keep=GALLERY_KEEP)[0]
+        for scorer, selector in SELECTIONS
+    ]
+
+
+def get_final_output():
+    return [
+        *rules.scores_summary.output,
+        *rules.galleries.output,
+        *rules.aggregate.output,
+    ]
+
+
+# Params: command-line arguments that depend on a job's inputs or outputs.
 
 
 def teacher_launcher(wildcards):
@@ -117,31 +289,22 @@ def teacher_launcher(wildcards):
     return "python" if gpus == 1 else f"torchrun --standalone --nproc_per_node={gpus}"
 
 
-def teacher_files(name):
-    folder = f"{RESULTS}/teachers/{name}"
-    return {
-        "model": f"{folder}/model.pt",
-        "epochs": f"{folder}/epochs.parquet",
-        "dynamics": f"{folder}/dynamics.parquet",
-        "teacher_logits": f"{folder}/train_logits.pt",
-        "class_std": f"{folder}/class_logit_std.parquet",
-    }
+def resume_folder(wildcards, output):
+    """Where a training job keeps its saved state: resume/ beside its model."""
+    return str(Path(output.model).with_name("resume"))
 
 
-def proxy_models():
-    return [f"{RESULTS}/proxies/run{run}/model.pt" for run in range(config["proxies"]["runs"])]
+def gallery_folder(wildcards, output):
+    """The galleries' folder: the job writes <selector>.png there for every selector."""
+    return str(Path(output[0]).parent)
 
 
-def score_inputs(wildcards):
-    """The scorer's source file, and only what the scorer says it needs."""
-    teacher = teacher_files(SCORING_TEACHER)
-    available = {"teacher": teacher["model"], "dynamics": teacher["dynamics"],
-                 "teacher_logits": teacher["teacher_logits"], "proxies": proxy_models()}
-    needs = SCORERS.get(wildcards.scorer).needs
-    return {"source": f"{REPO}/pipeline/scorers/{wildcards.scorer}.py", **{n: available[n] for n in needs}}
-
-
-SCORE_OPTIONS = {"teacher": "--teacher", "dynamics": "--dynamics", "teacher_logits": "--teacher-logits", "proxies": "--proxies"}
+SCORE_OPTIONS = {
+    "teacher": "--teacher",
+    "dynamics": "--dynamics",
+    "teacher_logits": "--teacher-logits",
+    "proxies": "--proxies",
+}
 
 
 def score_arguments(wildcards, input):
@@ -150,77 +313,20 @@ def score_arguments(wildcards, input):
     for key, option in SCORE_OPTIONS.items():
         if key in input.keys():
             value = getattr(input, key)
-            parts += [option, *map(shlex.quote, [value] if isinstance(value, str) else value)]
+            files = [value] if isinstance(value, str) else value
+            parts.extend([option, *map(shlex.quote, files)])
     return " ".join(parts)
 
 
-def teacher_views_file(name, views):
-    return f"{RESULTS}/teachers/{name}/views{views}.pt"
-
-
-def student_teacher(wildcards):
-    """The student's teacher checkpoint and class statistics, for settings that name a teacher,
-    and the teacher's cached views for settings that read them."""
-    distill = config["distillation"][wildcards.distill]
-    name = distill.get("teacher")
-    if not name:
-        return {}
-    files = {"teacher": teacher_files(name)["model"], "class_std": teacher_files(name)["class_std"]}
-    if distill["cached_views"]:
-        files["views"] = teacher_views_file(name, distill["cached_views"])
-    return files
-
-
 def student_teacher_arguments(wildcards, input):
-    if "teacher" not in input.keys():
-        return ""
-    views = f" --teacher-views {shlex.quote(input.views)}" if "views" in input.keys() else ""
-    return f"--teacher {shlex.quote(input.teacher)} --teacher-class-std {shlex.quote(input.class_std)}" + views
-
-
-def pruned_teacher_parent(wildcards):
-    return teacher_files(config["pruned_teachers"][wildcards.pruned]["teacher"])["model"]
-
-
-def student_files(name):
-    """One of every student's outputs (``run.parquet``, ``epochs.parquet``), in one fixed order."""
-    return [
-        f"{RESULTS}/students/{scorer}/{selector}/keep{keep}/{distill}/seed{seed}/{name}"
-        for scorer, selector in SELECTIONS
-        for keep in KEEPS
-        for distill in config["distillation"]
-        for seed in config["student"]["seeds"]
-    ]
-
-
-def aggregate_spec():
-    return as_json({"experiment": config["experiment"], "data": config["data"], "report": config["report"]})
-
-
-def scores_summary_spec():
-    return as_json({"experiment": config["experiment"], "scorers": config["scorers"]})
-
-
-# The galleries show the subsets of the middle keep fraction, drawn from the selected scorers' scores.
-GALLERY_KEEP = list(KEEPS)[len(KEEPS) // 2]
-GALLERY_SUBSETS = [f"{RESULTS}/subsets/{scorer}/{selector}/keep{GALLERY_KEEP}.parquet" for scorer, selector in SELECTIONS]
-SELECTED_SCORES = [f"{RESULTS}/scores/{scorer}.parquet" for scorer in dict.fromkeys(s for s, _ in SELECTIONS)]
-
-PLOTS = f"{RESULTS}/plots"
-STUDY_FILES = {kind: f"{RESULTS}/study.{kind}" for kind in ("parquet", "md", "html", "png")}
-AGGREGATE_FILES = {
-    "summary": f"{RESULTS}/summary.parquet",
-    "epochs": f"{RESULTS}/epochs.parquet",
-    "accuracy_plot": f"{PLOTS}/accuracy_vs_keep_fraction.png",
-    "kd_gain_plot": f"{PLOTS}/kd_gain.png",
-    "galleries": [f"{PLOTS}/gallery/{selector}.png" for selector in config["selection"]["selectors"]],
-}
-SCORES_SUMMARY_FILES = {
-    "summary": f"{RESULTS}/scores_summary.parquet",
-    "correlation_plot": f"{PLOTS}/scorer_rank_correlation.png",
-    "histograms": f"{PLOTS}/score_histograms.png",
-}
-
-
-def get_final_output():
-    return [*AGGREGATE_FILES.values(), *SCORES_SUMMARY_FILES.values(), *STUDY_FILES.values()]  # (lists flattened)
+    """--teacher, --teacher-class-std and --teacher-views for the inputs the student was given."""
+    options = {
+        "teacher": "--teacher",
+        "class_std": "--teacher-class-std",
+        "views": "--teacher-views",
+    }
+    return " ".join(
+        f"{option} {shlex.quote(getattr(input, key))}"
+        for key, option in options.items()
+        if key in input.keys()
+    )

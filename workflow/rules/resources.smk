@@ -3,7 +3,8 @@
 # selection and aggregation run on CPU. Memory scales with the dataset held in memory; the runtime
 # limit with the job's FLOPs (model FLOPs x images it trains on), at a deliberately low assumed
 # throughput and twice the estimate, so that a limit is only hit by a job that would never finish.
-# Any of them can be overridden per rule in slurm/config.yaml (set-resources).
+# Any of them can be overridden per rule in slurm/config.yaml (set-resources). Threads are here
+# too: like resources, and unlike params, they are no rerun trigger.
 from pipeline.config import base_teacher
 from pipeline.data import DATASET_SIZES
 from pipeline.flops import model_flops
@@ -16,7 +17,11 @@ N_TRAIN = min(DATA_SIZE.train, config["data"].get("train_limit") or DATA_SIZE.tr
 # Sustained FLOP/s assumed: well below what an A100/H100 reaches on CIFAR ResNets (10-30 TFLOP/s
 # in bf16), and about what 2 CPU cores do.
 FLOPS_PER_SECOND = 2e12 if GPU else 2e10
-HOST_MEM_MB = 4096 + (3 * N_TRAIN * DATA_SIZE.channels * DATA_SIZE.image_size**2 >> 20 if DATA_SIZE.in_memory else 28672)
+HOST_MEM_MB = 4096 + (
+    3 * N_TRAIN * DATA_SIZE.channels * DATA_SIZE.image_size**2 >> 20
+    if DATA_SIZE.in_memory
+    else 28672
+)
 
 
 def runtime_minutes(flops):
@@ -25,7 +30,13 @@ def runtime_minutes(flops):
 
 
 def forward_flops(entry):
-    return model_flops(entry["model"], entry["model_args"], DATA_SIZE.classes, DATA_SIZE.channels, DATA_SIZE.image_size)
+    return model_flops(
+        entry["model"],
+        entry["model_args"],
+        DATA_SIZE.classes,
+        DATA_SIZE.channels,
+        DATA_SIZE.image_size,
+    )
 
 
 def images_trained(train, samples):
@@ -37,6 +48,25 @@ def training_minutes(entry, samples, teacher=None):
     """Forward and backward (3x forward) of the model, plus the teacher's forward when distilling."""
     per_image = 3 * forward_flops(entry) + (forward_flops(teacher) if teacher else 0)
     return runtime_minutes(per_image * images_trained(entry["train"], samples))
+
+
+# How often training jobs save their state (epochs), passed to them as a resource: not a param,
+# so that changing it reruns no finished job (resources are no rerun trigger); SLURM's executor
+# ignores a resource it does not know.
+CHECKPOINT_EVERY = config["checkpoint_every"]
+
+
+def teacher_threads(wildcards):
+    return config["teachers"][wildcards.teacher]["threads"]
+
+
+def pruned_teacher_threads(wildcards):
+    return config["pruned_teachers"][wildcards.pruned]["threads"]
+
+
+def teacher_gpus(wildcards):
+    """The GPUs a teacher trains on (data-parallel with several), none with device: cpu."""
+    return GPU * config["teachers"][wildcards.teacher]["gpus"]
 
 
 def teacher_runtime(wildcards):
@@ -56,21 +86,37 @@ def proxy_runtime(wildcards):
 
 def scoring_runtime(wildcards):
     """A forward pass (GraNd: a backward too) over the training set with each proxy or the teacher."""
-    models = [config["proxies"]] * config["proxies"]["runs"] + [base_teacher(config, SCORING_TEACHER)]
+    models = [config["proxies"]] * config["proxies"]["runs"] + [
+        base_teacher(config, SCORING_TEACHER)
+    ]
     return runtime_minutes(sum(3 * forward_flops(m) * N_TRAIN for m in models))
 
 
 def teacher_views_runtime(wildcards):
     """K forward passes of the teacher over the training set."""
-    return runtime_minutes(int(wildcards.views) * forward_flops(base_teacher(config, wildcards.viewed)) * N_TRAIN)
+    return runtime_minutes(
+        int(wildcards.views)
+        * forward_flops(base_teacher(config, wildcards.viewed))
+        * N_TRAIN
+    )
 
 
 def student_runtime(wildcards):
     distill = config["distillation"][wildcards.distill]
     teacher = base_teacher(config, distill["teacher"]) if "teacher" in distill else None
-    student = {**config["student"], **({"model": teacher["model"], "model_args": teacher["model_args"]} if distill["shape_student"] else {})}
-    forward_teacher = None if distill.get("cached_views") else teacher  # cached: no teacher forward pass
-    return training_minutes(student, round(KEEPS[wildcards.keep] * N_TRAIN), forward_teacher)
+    student = {
+        **config["student"],
+        **(
+            {"model": teacher["model"], "model_args": teacher["model_args"]}
+            if distill["shape_student"]
+            else {}
+        ),
+    }
+    # cached views: no teacher forward pass
+    forward_teacher = None if distill.get("cached_views") else teacher
+    return training_minutes(
+        student, round(KEEPS[wildcards.keep] * N_TRAIN), forward_teacher
+    )
 
 
 # Selection and aggregation read tables only.

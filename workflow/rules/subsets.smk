@@ -1,20 +1,22 @@
+# One subset per (scorer, selector, keep fraction): the kept samples' indices.
 rule subsets:
     input:
-        f"{RESULTS}/scores/{{scorer}}.parquet",
+        scores=rules.scores.output.scores,
     output:
-        f"{RESULTS}/subsets/{{scorer}}/{{selector}}/keep{{keep}}.parquet",
-    params:
-        spec=subset_spec,
-    resources:
-        **CPU_JOB,
+        subset=f"{RESULTS}/{SUBSET}.parquet",
+    log:
+        f"{LOGS}/{SUBSET}.log",
+    benchmark:
+        f"{BENCHMARKS}/{SUBSET}.tsv"
     # seconds each: bundled into few cluster jobs (group-components in slurm/config.yaml)
     group:
         "selection"
-    log:
-        f"{LOGS}/subsets/{{scorer}}/{{selector}}/keep{{keep}}.log",
-    benchmark:
-        f"{BENCHMARKS}/subsets/{{scorer}}/{{selector}}/keep{{keep}}.tsv"
     conda:
         "../../environment.yml"
+    resources:
+        **CPU_JOB,
+    params:
+        spec=subset_spec,
     shell:
-        "python -m pipeline.stages.subsets --spec {params.spec:q} --scores {input:q} --output {output:q} > {log:q} 2>&1"
+        "python -m pipeline.stages.subsets --spec {params.spec:q} --scores {input.scores:q} "
+        "--output {output.subset:q} > {log:q} 2>&1"

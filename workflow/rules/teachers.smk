@@ -1,29 +1,33 @@
+# Every teacher, trained once on the full training set. Training jobs save their state in a
+# resume/ folder beside their model (params.resume) and continue from it when started again.
 rule teachers:
     output:
-        model=f"{RESULTS}/teachers/{{teacher}}/model.pt",
-        epochs=f"{RESULTS}/teachers/{{teacher}}/epochs.parquet",
-        dynamics=f"{RESULTS}/teachers/{{teacher}}/dynamics.parquet",
-        logits=f"{RESULTS}/teachers/{{teacher}}/train_logits.pt",
-        class_std=f"{RESULTS}/teachers/{{teacher}}/class_logit_std.parquet",
+        model=f"{RESULTS}/{TEACHER}/model.pt",
+        epochs=f"{RESULTS}/{TEACHER}/epochs.parquet",
+        dynamics=f"{RESULTS}/{TEACHER}/dynamics.parquet",
+        logits=f"{RESULTS}/{TEACHER}/train_logits.pt",
+        class_std=f"{RESULTS}/{TEACHER}/class_logit_std.parquet",
+    log:
+        f"{LOGS}/{TEACHER}.log",
+    benchmark:
+        f"{BENCHMARKS}/{TEACHER}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: teacher_threads
+    resources:
+        gpu=teacher_gpus,
+        mem_mb=HOST_MEM_MB,
+        runtime=teacher_runtime,
+        checkpoint_every=CHECKPOINT_EVERY,
     params:
         spec=teacher_spec,
         python=teacher_launcher,
-    threads: lambda wildcards: config["teachers"][wildcards.teacher]["threads"]
-    resources:
-        gpu=lambda wildcards: GPU * config["teachers"][wildcards.teacher]["gpus"],
-        mem_mb=HOST_MEM_MB,
-        runtime=teacher_runtime,
-    log:
-        f"{LOGS}/teachers/{{teacher}}.log",
-    benchmark:
-        f"{BENCHMARKS}/teachers/{{teacher}}.tsv"
-    conda:
-        "../../environment.yml"
+        resume=resume_folder,
     shell:
         "{params.python} -m pipeline.stages.teachers --spec {params.spec:q} --threads {threads} "
         "--model-out {output.model:q} --epochs-out {output.epochs:q} --dynamics-out {output.dynamics:q} "
         "--logits-out {output.logits:q} --class-std-out {output.class_std:q} "
-        "--resume {RESULTS}/teachers/{wildcards.teacher}/resume --checkpoint-every {CHECKPOINT_EVERY} > {log:q} 2>&1"
+        "--resume {params.resume:q} --checkpoint-every {resources.checkpoint_every} > {log:q} 2>&1"
 
 
 # Prune, then distill: a pruned teacher lives beside the teachers and is named like one.
@@ -31,51 +35,53 @@ rule pruned_teachers:
     input:
         teacher=pruned_teacher_parent,
     output:
-        model=f"{RESULTS}/teachers/{{pruned}}/model.pt",
-        epochs=f"{RESULTS}/teachers/{{pruned}}/epochs.parquet",
-        rounds=f"{RESULTS}/teachers/{{pruned}}/rounds.parquet",
-        logits=f"{RESULTS}/teachers/{{pruned}}/train_logits.pt",
-        class_std=f"{RESULTS}/teachers/{{pruned}}/class_logit_std.parquet",
-    params:
-        spec=pruned_teacher_spec,
-    threads: lambda wildcards: config["pruned_teachers"][wildcards.pruned]["threads"]
+        model=f"{RESULTS}/{PRUNED_TEACHER}/model.pt",
+        epochs=f"{RESULTS}/{PRUNED_TEACHER}/epochs.parquet",
+        rounds=f"{RESULTS}/{PRUNED_TEACHER}/rounds.parquet",
+        logits=f"{RESULTS}/{PRUNED_TEACHER}/train_logits.pt",
+        class_std=f"{RESULTS}/{PRUNED_TEACHER}/class_logit_std.parquet",
+    log:
+        f"{LOGS}/{PRUNED_TEACHER}.log",
+    benchmark:
+        f"{BENCHMARKS}/{PRUNED_TEACHER}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: pruned_teacher_threads
     resources:
         gpu=GPU,
         mem_mb=HOST_MEM_MB,
         runtime=pruned_teacher_runtime,
-    log:
-        f"{LOGS}/teachers/{{pruned}}.log",
-    benchmark:
-        f"{BENCHMARKS}/teachers/{{pruned}}.tsv"
-    conda:
-        "../../environment.yml"
+        checkpoint_every=CHECKPOINT_EVERY,
+    params:
+        spec=pruned_teacher_spec,
+        resume=resume_folder,
     shell:
         "python -m pipeline.stages.pruned_teachers --spec {params.spec:q} --threads {threads} --teacher {input.teacher:q} "
         "--model-out {output.model:q} --epochs-out {output.epochs:q} --rounds-out {output.rounds:q} "
         "--logits-out {output.logits:q} --class-std-out {output.class_std:q} "
-        "--resume {RESULTS}/teachers/{wildcards.pruned}/resume --checkpoint-every {CHECKPOINT_EVERY} > {log:q} 2>&1"
+        "--resume {params.resume:q} --checkpoint-every {resources.checkpoint_every} > {log:q} 2>&1"
 
 
 # Cached teacher outputs (distillation settings with cached_views: K): the teacher's logits on K
 # fixed augmented views of every training sample, computed once and read by all its students.
 rule teacher_views:
     input:
-        teacher=f"{RESULTS}/teachers/{{viewed}}/model.pt",
+        teacher=viewed_teacher,
     output:
-        f"{RESULTS}/teachers/{{viewed}}/views{{views}}.pt",
-    params:
-        spec=teacher_views_spec,
+        views=f"{RESULTS}/teachers/{{viewed}}/views{{views}}.pt",
+    log:
+        f"{LOGS}/{TEACHER_VIEWS}.log",
+    benchmark:
+        f"{BENCHMARKS}/{TEACHER_VIEWS}.tsv"
+    conda:
+        "../../environment.yml"
     threads: config["scoring"]["threads"]
     resources:
         gpu=GPU,
         mem_mb=HOST_MEM_MB,
         runtime=teacher_views_runtime,
-    log:
-        f"{LOGS}/teachers/{{viewed}}_views{{views}}.log",
-    benchmark:
-        f"{BENCHMARKS}/teachers/{{viewed}}_views{{views}}.tsv"
-    conda:
-        "../../environment.yml"
+    params:
+        spec=teacher_views_spec,
     shell:
         "python -m pipeline.stages.teacher_views --spec {params.spec:q} --threads {threads} "
-        "--teacher {input.teacher:q} --output {output:q} > {log:q} 2>&1"
+        "--teacher {input.teacher:q} --output {output.views:q} > {log:q} 2>&1"

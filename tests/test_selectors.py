@@ -12,12 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pipeline.selectors
 import pipeline.stages.subsets
 from pipeline.errors import UserError
 from pipeline.io import read_table, write_table
-import pipeline.selectors
 from pipeline.params import NoParams
-from pipeline.selectors import SELECTORS, order_by_score, select_subset
+from pipeline.seeding import numpy_generator
+from pipeline.selectors import SELECTORS, OrderParams, Picked, order_by_score, select_subset, split_ties
 from pipeline.selectors import stratified as stratified_module
 from pipeline.selectors.budget import class_budgets, total_budget
 from pipeline.selectors.medium import median_window
@@ -26,6 +27,9 @@ from pipeline.selectors.stratified import allocate, stratum_of
 
 def rng(seed=0):
     return np.random.default_rng(seed)
+
+
+INDEX = {"ties": "index"}  # equal scores by ascending sample index (the order before ``ties``)
 
 
 def labels_with_counts(counts):
@@ -106,57 +110,152 @@ def test_order_by_score_ties_by_index():
     scores = np.array([1.0, 2.0, 2.0, 1.0, 2.0])
     idx = np.arange(5)
     # descending: the 2.0s in index order, then the 1.0s in index order
-    assert order_by_score(scores, idx, True).tolist() == [1, 2, 4, 0, 3]
-    assert order_by_score(scores, idx, False).tolist() == [0, 3, 1, 2, 4]
+    assert order_by_score(scores, idx, True, "index").tolist() == [1, 2, 4, 0, 3]
+    assert order_by_score(scores, idx, False, "index").tolist() == [0, 3, 1, 2, 4]
+
+
+def test_order_by_score_random_ties_follow_the_seeded_permutation():
+    scores = np.array([1.0, 2.0, 2.0, 1.0, 2.0])
+    idx = np.arange(5)
+    # default_rng(0).permutation(5) = [2, 4, 3, 0, 1]: ties ordered by these values, so the 2.0s
+    # (idx 1, 2, 4 -> 4, 3, 1) come as 4, 2, 1 and the 1.0s (idx 0, 3 -> 2, 0) as 3, 0
+    assert rng(0).permutation(5).tolist() == [2, 4, 3, 0, 1]
+    assert order_by_score(scores, idx, True, "random", rng(0)).tolist() == [4, 2, 1, 3, 0]
+    assert order_by_score(scores, idx, False, "random", rng(0)).tolist() == [3, 0, 4, 2, 1]
+    # distinct scores: no permutation is drawn, the generator is left as it was
+    gen = rng(0)
+    assert order_by_score(np.array([3.0, 1.0, 2.0]), np.arange(3), True, "random", gen).tolist() == [0, 2, 1]
+    assert gen.permutation(5).tolist() == [2, 4, 3, 0, 1]
+
+
+def test_split_ties_counts_the_tied_samples_a_cut_splits():
+    scores = np.array([0, 0, 0, 0, 1, 1.0])
+    # keep both 1s and one 0: the four 0s straddle the cut
+    assert split_ties(scores, np.array([1, 0, 0, 0, 1, 1], dtype=bool)) == 4
+    # a cut between distinct values splits no tie
+    assert split_ties(scores, np.array([0, 0, 0, 0, 1, 1], dtype=bool)) == 0
+    # two tied values split (a window): 0s and 1s both on both sides -> all 6
+    assert split_ties(scores, np.array([1, 0, 0, 0, 1, 0], dtype=bool)) == 6
+    assert split_ties(scores, np.zeros(6, dtype=bool)) == 0 and split_ties(scores, np.ones(6, dtype=bool)) == 0
+
+
+# scores [0, 0, 0, 0, 1, 1] in one class, keep 3 of 6 (f = 0.5) by hardest: both 1s and one 0
+TIED = np.array([0, 0, 0, 0, 1, 1.0])
+
+
+def test_hardest_ties_by_index_keeps_the_lowest_index():
+    selection = select_subset("hardest", TIED, np.zeros(6, dtype=int), 0.5, rng(), params=INDEX)
+    assert selection.kept.tolist() == [0, 4, 5]
+    assert selection.ties_at_cutoff == 4  # the four 0s: one kept, three dropped
+    assert selection.params == OrderParams(ties="index")
+
+
+@pytest.mark.parametrize("seed, chosen", [(0, 1), (1, 1), (2, 2), (3, 3)])
+def test_hardest_random_ties_keep_the_seeded_choice(seed, chosen):
+    # ties: random (the default) orders the group by rng.permutation(6) among equal scores, so the
+    # kept 0 is the one of idx 0..3 with the smallest permutation value: default_rng(0) gives
+    # [3, 2, 5, 4, 0, 1] -> values 3, 2, 5, 4 at idx 0..3 -> idx 1; default_rng(1) [4, 0, 2, 1, ..]
+    # -> idx 1; default_rng(2) [3, 5, 2, 4, ..] -> idx 2; default_rng(3) [2, 5, 4, 1, ..] -> idx 3
+    values = rng(seed).permutation(6)[:4]
+    assert int(np.argmin(values)) == chosen
+    for labels, balanced in ((np.zeros(6, dtype=int), True), (np.arange(6) % 2, False)):
+        selection = select_subset("hardest", TIED, labels, 0.5, rng(seed), class_balanced=balanced)
+        assert selection.kept.tolist() == sorted([chosen, 4, 5])
+        assert selection.ties_at_cutoff == 4
+        assert selection.params == OrderParams(ties="random")
+    # the same seed always gives the same subset
+    assert select_subset("hardest", TIED, np.zeros(6, dtype=int), 0.5, rng(seed)).kept.tolist() == sorted([chosen, 4, 5])
+
+
+def test_ties_at_cutoff_per_class_summed():
+    # class 0 = idx 0..3 (scores 0, 0, 1, 1), class 1 = idx 4..7 (scores 5, 5, 5, 2); f = 0.5 ->
+    # budgets [2, 2]. hardest: class 0 keeps both 1s (cut between distinct values: 0 ties);
+    # class 1 keeps two of the three 5s (3 tied samples straddle the cut) -> 0 + 3
+    scores = np.array([0, 0, 1, 1, 5, 5, 5, 2.0])
+    labels = np.repeat([0, 1], 4)
+    selection = select_subset("hardest", scores, labels, 0.5, rng(), params=INDEX)
+    assert selection.kept.tolist() == [2, 3, 4, 5] and selection.ties_at_cutoff == 3
+    # easiest: class 0 keeps the two 0s (0 ties); class 1 keeps the 2 and one 5 (3 ties) -> 3
+    selection = select_subset("easiest", scores, labels, 0.5, rng(), params=INDEX)
+    assert selection.kept.tolist() == [0, 1, 4, 7] and selection.ties_at_cutoff == 3
+    # unbalanced, k = 4 of 8: hardest keeps the three 5s and the 2: no tie split
+    assert select_subset("hardest", scores, labels, 0.5, rng(), class_balanced=False).ties_at_cutoff == 0
+    # random has no cut-off by score
+    assert select_subset("random", scores, labels, 0.5, rng()).ties_at_cutoff == 0
+
+
+def test_random_ties_spread_over_the_index_range():
+    # forgetting-like scores: 1000 samples, 900 of them tied at 0, the 100 others at 1..5; keep 15 %
+    # (150): hardest keeps the 100 nonzero ones and 50 of the 900 zeros
+    scores = np.zeros(1000)
+    scores[np.arange(5, 1000, 10)] = np.arange(100) % 5 + 1
+    labels = np.zeros(1000, dtype=int)
+    by_index = select_subset("hardest", scores, labels, 0.15, rng(), params=INDEX)
+    zeros = by_index.kept[scores[by_index.kept] == 0]
+    assert len(zeros) == 50 and zeros.max() < 60  # the 50 lowest-index zeros: 0..4, 6..14, ..
+    assert by_index.ties_at_cutoff == 900
+    shuffled = select_subset("hardest", scores, labels, 0.15, rng(7))
+    zeros = shuffled.kept[scores[shuffled.kept] == 0]
+    assert len(zeros) == 50 and zeros.max() > 500 and shuffled.ties_at_cutoff == 900
+    assert set(shuffled.kept[scores[shuffled.kept] > 0].tolist()) == set(np.flatnonzero(scores).tolist())
 
 
 def test_hardest_balanced():
     # f = 2/3 (float 0.666...6): class shares 3f just below 2 -> floors [1, 1], total
     # round(6f ~ 4) = 4 -> 2 extras -> budgets [2, 2].
     # class 0 (idx 0,1,2; scores .9,.1,.5) top 2 -> {0, 2}; class 1 (idx 3,4,5; .5,.3,.8) -> {5, 3}
-    kept = select_subset("hardest", SCORES, LABELS, 2 / 3, rng())
+    kept = select_subset("hardest", SCORES, LABELS, 2 / 3, rng()).kept
     assert kept.tolist() == [0, 2, 3, 5]
 
 
 def test_easiest_balanced():
     # budgets [2, 2] as above; class 0 lowest two: .1 (1), .5 (2); class 1: .3 (4), .5 (3)
-    kept = select_subset("easiest", SCORES, LABELS, 2 / 3, rng())
+    kept = select_subset("easiest", SCORES, LABELS, 2 / 3, rng()).kept
     assert kept.tolist() == [1, 2, 3, 4]
 
 
 def test_balanced_half_uses_class_budgets():
     # f = 0.5: shares 1.5, 1.5 -> floors [1, 1]; total round(3) = 3; tie -> class 0 -> [2, 1]
     # hardest: class 0 {0, 2}, class 1 {5}; easiest: class 0 {1, 2}, class 1 {4}
-    assert select_subset("hardest", SCORES, LABELS, 0.5, rng()).tolist() == [0, 2, 5]
-    assert select_subset("easiest", SCORES, LABELS, 0.5, rng()).tolist() == [1, 2, 4]
+    assert select_subset("hardest", SCORES, LABELS, 0.5, rng()).kept.tolist() == [0, 2, 5]
+    assert select_subset("easiest", SCORES, LABELS, 0.5, rng()).kept.tolist() == [1, 2, 4]
 
 
 def test_unbalanced():
     # k = round(0.5 * 6) = 3 over the whole set.
-    # hardest: .9 (0), .8 (5), then the tie .5 at 2 and 3 -> lower index 2
-    assert select_subset("hardest", SCORES, LABELS, 0.5, rng(), class_balanced=False).tolist() == [0, 2, 5]
+    # hardest: .9 (0), .8 (5), then the tie .5 at 2 and 3 -> lower index 2 with ties: index
+    assert select_subset("hardest", SCORES, LABELS, 0.5, rng(), False, INDEX).kept.tolist() == [0, 2, 5]
     # easiest: .1 (1), .3 (4), then the tie .5 -> 2
-    assert select_subset("easiest", SCORES, LABELS, 0.5, rng(), class_balanced=False).tolist() == [1, 2, 4]
+    assert select_subset("easiest", SCORES, LABELS, 0.5, rng(), False, INDEX).kept.tolist() == [1, 2, 4]
+    # ties: random, default_rng(0).permutation(6) = [3, 2, 5, 4, 0, 1]: idx 2 (5) vs idx 3 (4) -> 3
+    assert select_subset("hardest", SCORES, LABELS, 0.5, rng(), False).kept.tolist() == [0, 3, 5]
+    assert select_subset("easiest", SCORES, LABELS, 0.5, rng(), False).kept.tolist() == [1, 3, 4]
+    assert select_subset("easiest", SCORES, LABELS, 0.5, rng(), False).ties_at_cutoff == 2
     # k = round(4/6 * 6) = 4: hardest .9, .8, .5, .5 -> {0, 5, 2, 3} (class 1 gets 2, class 0 gets 2)
-    assert select_subset("hardest", SCORES, LABELS, 2 / 3, rng(), class_balanced=False).tolist() == [0, 2, 3, 5]
+    assert select_subset("hardest", SCORES, LABELS, 2 / 3, rng(), class_balanced=False).kept.tolist() == [0, 2, 3, 5]
     # k = round(1/6*6) = 1 -> hardest is 0 alone, easiest is 1 alone
-    assert select_subset("hardest", SCORES, LABELS, 1 / 6, rng(), class_balanced=False).tolist() == [0]
-    assert select_subset("easiest", SCORES, LABELS, 1 / 6, rng(), class_balanced=False).tolist() == [1]
+    assert select_subset("hardest", SCORES, LABELS, 1 / 6, rng(), class_balanced=False).kept.tolist() == [0]
+    assert select_subset("easiest", SCORES, LABELS, 1 / 6, rng(), class_balanced=False).kept.tolist() == [1]
 
 
 def test_ties_break_by_lower_index():
     scores = np.array([1.0, 2.0, 2.0, 1.0, 2.0])
     labels = np.zeros(5, dtype=int)
     # k = round(0.4 * 5) = 2: hardest = the first two 2.0s (1, 2); easiest = the two 1.0s (0, 3)
-    assert select_subset("hardest", scores, labels, 0.4, rng()).tolist() == [1, 2]
-    assert select_subset("easiest", scores, labels, 0.4, rng()).tolist() == [0, 3]
+    assert select_subset("hardest", scores, labels, 0.4, rng(), params=INDEX).kept.tolist() == [1, 2]
+    assert select_subset("easiest", scores, labels, 0.4, rng(), params=INDEX).kept.tolist() == [0, 3]
     # k = 3: hardest = all three 2.0s; easiest = 1.0s then the lowest-index 2.0 (1)
-    assert select_subset("hardest", scores, labels, 0.6, rng()).tolist() == [1, 2, 4]
-    assert select_subset("easiest", scores, labels, 0.6, rng()).tolist() == [0, 1, 3]
-    # all equal: k = 2 of 5 -> indices 0, 1 for both orders
+    assert select_subset("hardest", scores, labels, 0.6, rng(), params=INDEX).kept.tolist() == [1, 2, 4]
+    assert select_subset("easiest", scores, labels, 0.6, rng(), params=INDEX).kept.tolist() == [0, 1, 3]
+    # all equal: k = 2 of 5 -> indices 0, 1 for both orders, all 5 tied at the cut
     flat = np.full(5, 0.5)
-    assert select_subset("hardest", flat, labels, 0.4, rng()).tolist() == [0, 1]
-    assert select_subset("easiest", flat, labels, 0.4, rng()).tolist() == [0, 1]
+    assert select_subset("hardest", flat, labels, 0.4, rng(), params=INDEX).kept.tolist() == [0, 1]
+    assert select_subset("easiest", flat, labels, 0.4, rng(), params=INDEX).kept.tolist() == [0, 1]
+    assert select_subset("easiest", flat, labels, 0.4, rng(), params=INDEX).ties_at_cutoff == 5
+    # ties: random, default_rng(0).permutation(5) = [2, 4, 3, 0, 1] (see above): the 2 and 1 lowest
+    # values sit at idx 3, 4 -> both orders keep {3, 4} of the all-equal scores
+    assert select_subset("hardest", flat, labels, 0.4, rng()).kept.tolist() == [3, 4]
+    assert select_subset("easiest", flat, labels, 0.4, rng()).kept.tolist() == [3, 4]
 
 
 def test_ties_inside_classes():
@@ -166,14 +265,14 @@ def test_ties_inside_classes():
     # easiest: class 0 -> 0; class 1 -> 1 (score 1)
     scores = np.array([3.0, 1.0, 3.0, 2.0, 3.0, 2.0])
     labels = np.array([0, 1, 0, 1, 0, 1])
-    assert select_subset("hardest", scores, labels, 0.3333333333333333, rng()).tolist() == [0, 3]
-    assert select_subset("easiest", scores, labels, 0.3333333333333333, rng()).tolist() == [0, 1]
+    assert select_subset("hardest", scores, labels, 0.3333333333333333, rng(), params=INDEX).kept.tolist() == [0, 3]
+    assert select_subset("easiest", scores, labels, 0.3333333333333333, rng(), params=INDEX).kept.tolist() == [0, 1]
 
 
 def test_keep_all():
     for name in SELECTORS.names():
-        assert select_subset(name, SCORES, LABELS, 1.0, rng()).tolist() == list(range(6))
-        assert select_subset(name, SCORES, LABELS, 1, rng(), class_balanced=False).tolist() == list(range(6))
+        assert select_subset(name, SCORES, LABELS, 1.0, rng()).kept.tolist() == list(range(6))
+        assert select_subset(name, SCORES, LABELS, 1, rng(), class_balanced=False).kept.tolist() == list(range(6))
 
 
 def test_random_selector_counts_seeds():
@@ -181,9 +280,9 @@ def test_random_selector_counts_seeds():
     scores = np.zeros(100)
     # f = 0.3: shares 12, 10.5, 7.5 -> floors [12, 10, 7] (sum 29); total round(30) = 30
     # -> 1 extra; remainders [0, .5, .5], tie -> class 1 -> [12, 11, 7]
-    a = select_subset("random", scores, labels, 0.3, rng(1))
-    b = select_subset("random", scores, labels, 0.3, rng(1))
-    c = select_subset("random", scores, labels, 0.3, rng(2))
+    a = select_subset("random", scores, labels, 0.3, rng(1)).kept
+    b = select_subset("random", scores, labels, 0.3, rng(1)).kept
+    c = select_subset("random", scores, labels, 0.3, rng(2)).kept
     assert a.tolist() == b.tolist()
     assert a.tolist() != c.tolist()
     for kept in (a, c):
@@ -191,10 +290,10 @@ def test_random_selector_counts_seeds():
         assert kept.min() >= 0 and kept.max() < 100 and (np.diff(kept) > 0).all()
         assert np.bincount(labels[kept], minlength=3).tolist() == [12, 11, 7]
     # random ignores the scores
-    d = select_subset("random", np.arange(100.0), labels, 0.3, rng(1))
+    d = select_subset("random", np.arange(100.0), labels, 0.3, rng(1)).kept
     assert d.tolist() == a.tolist()
     # unbalanced: round(0.3 * 100) = 30 anywhere
-    e = select_subset("random", scores, labels, 0.3, rng(1), class_balanced=False)
+    e = select_subset("random", scores, labels, 0.3, rng(1), class_balanced=False).kept
     assert len(e) == 30 and len(set(e.tolist())) == 30
 
 
@@ -211,8 +310,8 @@ def test_keep_fraction_that_keeps_none():
     # f = 0.1 of 4 samples: round-half-up(0.4) = 0 -> error naming the value and the smallest f (0.5 / 4)
     with pytest.raises(UserError, match=r"0\.1 of 4 samples keeps none.*f >= 0\.12"):
         select_subset("hardest", np.zeros(4), np.zeros(4, dtype=int), 0.1, rng())
-    # f = 0.1 of 5 samples: round-half-up(0.5) = 1 -> the single hardest (ties -> index 0)
-    assert select_subset("hardest", np.zeros(5), np.zeros(5, dtype=int), 0.1, rng()).tolist() == [0]
+    # f = 0.1 of 5 samples: round-half-up(0.5) = 1 -> the single hardest (ties: index -> index 0)
+    assert select_subset("hardest", np.zeros(5), np.zeros(5, dtype=int), 0.1, rng(), params=INDEX).kept.tolist() == [0]
 
 
 def test_nonfinite_scores_named():
@@ -251,10 +350,15 @@ def problems(draw):
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+ORDERING = ("easiest", "hardest", "medium", "stratified")  # the selectors with a ties parameter
+
+
 @FAST
-@given(problems(), st.sampled_from(SELECTORS.names()), st.booleans(), st.integers(0, 2**32 - 1))
-def test_selection_properties(problem, selector, balanced, seed):
+@given(problems(), st.sampled_from(SELECTORS.names()), st.booleans(), st.integers(0, 2**32 - 1),
+       st.sampled_from(["index", "random"]))
+def test_selection_properties(problem, selector, balanced, seed, ties):
     scores, labels, k = problem
+    params = {"ties": ties} if selector in ORDERING else None
     f = k / 1000
     exact = Fraction(k, 1000)
     assert Fraction(str(f)) == exact  # budget.py reads the decimal the user wrote
@@ -263,12 +367,13 @@ def test_selection_properties(problem, selector, balanced, seed):
     assert total_budget(n, f) == expected_total
     if expected_total == 0:  # a keep fraction that keeps nothing is a user error
         with pytest.raises(UserError, match="keeps none"):
-            select_subset(selector, scores, labels, f, np.random.default_rng(seed), class_balanced=balanced)
+            select_subset(selector, scores, labels, f, np.random.default_rng(seed), balanced, params)
         return
 
-    kept = select_subset(selector, scores, labels, f, np.random.default_rng(seed), class_balanced=balanced)
-    again = select_subset(selector, scores, labels, f, np.random.default_rng(seed), class_balanced=balanced)
-    assert kept.tolist() == again.tolist()
+    selection = select_subset(selector, scores, labels, f, np.random.default_rng(seed), balanced, params)
+    kept = selection.kept
+    again = select_subset(selector, scores, labels, f, np.random.default_rng(seed), balanced, params)
+    assert kept.tolist() == again.kept.tolist() and selection.ties_at_cutoff == again.ties_at_cutoff
     assert len(kept) == expected_total
     assert len(np.unique(kept)) == len(kept)
     assert kept.dtype.kind == "i" and (len(kept) == 0 or (kept.min() >= 0 and kept.max() < n))
@@ -306,21 +411,35 @@ def test_selection_properties(problem, selector, balanced, seed):
             for i in ins:
                 for j in outs:
                     si, sj = sign * scores[i], sign * scores[j]
-                    assert si > sj or (si == sj and i < j)
-    if selector == "medium":  # each group keeps exactly its median window of the ascending order
+                    assert si > sj or (si == sj and (ties == "random" or i < j))
+    if selector in ("hardest", "easiest", "medium"):
+        # each group keeps its window of the order by score: by index exactly; with random ties,
+        # the same scores (only equal scores change places). The ties the window's ends split are
+        # the samples whose score value is on both sides, the same in both modes.
+        expected_ties = 0
         for group in groups:
-            ordered = order_by_score(scores[group], group, descending=False)
+            ordered = order_by_score(scores[group], group, selector == "hardest", "index")
             kept_here = kept[np.isin(kept, group)]
-            start, stop = median_window(len(group), len(kept_here))
-            assert np.sort(ordered[start:stop]).tolist() == kept_here.tolist()
+            start, stop = median_window(len(group), len(kept_here)) if selector == "medium" else (0, len(kept_here))
+            window = ordered[start:stop]
+            if ties == "index":
+                assert np.sort(window).tolist() == kept_here.tolist()
+            assert np.sort(scores[window]).tolist() == np.sort(scores[kept_here]).tolist()
+            inside = set(scores[window].tolist())
+            outside = set(scores[np.setdiff1d(group, window)].tolist())
+            expected_ties += sum(1 for i in group if scores[i] in inside and scores[i] in outside)
+        assert selection.ties_at_cutoff == expected_ties
+    if selector == "random":
+        assert selection.ties_at_cutoff == 0
 
 
 @FAST
 @given(problems(), st.sampled_from(SELECTORS.names()), st.booleans())
 def test_keep_all_property(problem, selector, balanced):
     scores, labels, _ = problem
-    kept = select_subset(selector, scores, labels, 1.0, np.random.default_rng(0), class_balanced=balanced)
-    assert kept.tolist() == list(range(len(scores)))
+    selection = select_subset(selector, scores, labels, 1.0, np.random.default_rng(0), class_balanced=balanced)
+    assert selection.kept.tolist() == list(range(len(scores)))
+    assert selection.ties_at_cutoff == 0  # nothing dropped, no cut-off
 
 
 # ------------------------------------------------------------------ selector parameters and guards
@@ -329,18 +448,32 @@ def test_keep_all_property(problem, selector, balanced):
 def test_every_selector_is_registered_with_its_parameters():
     assert {"easiest", "hardest", "medium", "random", "stratified"} <= set(SELECTORS.names())
     assert SELECTORS.params_type("stratified") is stratified_module.Params
-    assert SELECTORS.params("stratified", {"beta": 0.1}, "x") == stratified_module.Params(beta=0.1, strata=50)
-    assert SELECTORS.params("stratified") == stratified_module.Params(beta=0.0, strata=50)
-    for name in ("easiest", "hardest", "medium", "random"):
-        assert SELECTORS.params_type(name) is NoParams
-        assert SELECTORS.params(name, {}, "x") == NoParams()
+    assert issubclass(stratified_module.Params, OrderParams)
+    assert SELECTORS.params("stratified", {"beta": 0.1}, "x") == stratified_module.Params(ties="random", beta=0.1, strata=50)
+    assert SELECTORS.params("stratified") == stratified_module.Params(ties="random", beta=0.0, strata=50)
+    for name in ("easiest", "hardest", "medium"):  # the ordering selectors: one parameter, ties
+        assert SELECTORS.params_type(name) is OrderParams
+        assert SELECTORS.params(name, {}, "x") == OrderParams(ties="random")
+        assert SELECTORS.params(name, {"ties": "index"}, "x") == OrderParams(ties="index")
+    assert SELECTORS.params_type("random") is NoParams
+    assert SELECTORS.params("random", {}, "x") == NoParams()
+
+
+@pytest.mark.parametrize("selector", ["easiest", "hardest", "medium", "stratified"])
+@pytest.mark.parametrize("ties", ["Random", "lowest", "", None, 0, True, ["index"]])
+def test_bad_ties_is_one_line(selector, ties):
+    with pytest.raises(UserError) as info:
+        SELECTORS.params(selector, {"ties": ties}, f"selection.selectors.{selector}")
+    assert str(info.value) == f"selector ties must be one of random, index, got {ties!r}"
+    with pytest.raises(UserError, match=r"^unknown parameter 'ties' for selector 'random'; allowed: none$"):
+        SELECTORS.params("random", {"ties": "index"})
 
 
 def test_unknown_parameter_in_config_is_one_line():
     with pytest.raises(UserError) as info:
         SELECTORS.params("stratified", {"betta": 0.1}, "selection.selectors.stratified")
     assert str(info.value) == ("config error in selection.selectors.stratified: unknown parameter 'betta' for "
-                               "selector 'stratified'; allowed: beta, strata")
+                               "selector 'stratified'; allowed: ties, beta, strata")
     with pytest.raises(UserError, match=r"^unknown selector 'hardst'; known: easiest, hardest, medium, random, stratified$"):
         SELECTORS.params("hardst", {}, "selection.selectors.hardst")
     with pytest.raises(UserError, match=r"^selector 'stratified' params must be a mapping of names to values, got \[0\.1\]$"):
@@ -348,15 +481,15 @@ def test_unknown_parameter_in_config_is_one_line():
 
 
 def test_unknown_parameter_names_the_allowed_ones():
-    with pytest.raises(UserError, match=r"unknown parameter 'betta' for selector 'stratified'; allowed: beta, strata"):
+    with pytest.raises(UserError, match=r"unknown parameter 'betta' for selector 'stratified'; allowed: ties, beta, strata"):
         select_subset("stratified", SCORES, LABELS, 0.5, rng(), params={"betta": 0.1})
-    with pytest.raises(UserError, match=r"unknown parameter 'beta' for selector 'hardest'; allowed: none"):
+    with pytest.raises(UserError, match=r"unknown parameter 'beta' for selector 'hardest'; allowed: ties$"):
         select_subset("hardest", SCORES, LABELS, 0.5, rng(), params={"beta": 0.1})
-    with pytest.raises(UserError, match=r"'rounds', 'x'.*allowed: beta, strata"):
+    with pytest.raises(UserError, match=r"'rounds', 'x'.*allowed: ties, beta, strata"):
         select_subset("stratified", SCORES, LABELS, 0.5, rng(), params={"x": 1, "beta": 0.0, "rounds": 2})
     # no parameters, None or {} are all the defaults
     for params in (None, {}):
-        assert select_subset("hardest", SCORES, LABELS, 0.5, rng(), params=params).tolist() == [0, 2, 5]
+        assert select_subset("hardest", SCORES, LABELS, 0.5, rng(), params=params).kept.tolist() == [0, 2, 5]
 
 
 def test_budget_larger_than_group_is_a_user_error(monkeypatch):
@@ -370,10 +503,12 @@ def test_budget_larger_than_group_is_a_user_error(monkeypatch):
 
 
 @pytest.mark.parametrize("broken, what", [
-    (lambda scores, indices, k, rng, params: indices[: k + 1], "returned 3 indices for a budget of 2"),
-    (lambda scores, indices, k, rng, params: indices[: k - 1], "returned 1 indices for a budget of 2"),
-    (lambda scores, indices, k, rng, params: np.repeat(indices[:1], k), "returned duplicate indices"),
-    (lambda scores, indices, k, rng, params: indices[:k] + 100, "returned indices outside its group"),
+    (lambda scores, indices, k, rng, params: Picked(indices[: k + 1]), "returned 3 indices for a budget of 2"),
+    (lambda scores, indices, k, rng, params: Picked(indices[: k - 1]), "returned 1 indices for a budget of 2"),
+    (lambda scores, indices, k, rng, params: Picked(np.repeat(indices[:1], k)), "returned duplicate indices"),
+    (lambda scores, indices, k, rng, params: Picked(indices[:k] + 100), "returned indices outside its group"),
+    (lambda scores, indices, k, rng, params: Picked(indices[:k], -1), "returned ties_at_cutoff -1"),
+    (lambda scores, indices, k, rng, params: Picked(indices[:k], 4), "returned ties_at_cutoff 4"),
 ])
 def test_selector_returning_a_wrong_subset_is_a_bug(monkeypatch, broken, what):
     monkeypatch.setitem(SELECTORS._entries, "broken", broken)
@@ -382,12 +517,19 @@ def test_selector_returning_a_wrong_subset_is_a_bug(monkeypatch, broken, what):
     assert not isinstance(info.value, UserError)  # a bug keeps its traceback
 
 
+def test_selector_returning_no_picked_is_a_bug(monkeypatch):
+    monkeypatch.setitem(SELECTORS._entries, "broken", lambda scores, indices, k, rng, params: indices[:k])
+    with pytest.raises(TypeError, match="internal error: selector 'broken' returned a ndarray, not a Picked"):
+        select_subset("broken", SCORES, LABELS, 0.5, rng())
+
+
 # ------------------------------------------------------------------ medium (MDSLR)
 
 
-def medium(scores, k):
+def medium(scores, k, ties="index"):
     scores = np.asarray(scores, dtype=float)
-    return np.sort(SELECTORS.get("medium")(scores, np.arange(len(scores)), k, rng())).tolist()
+    picked = SELECTORS.get("medium")(scores, np.arange(len(scores)), k, rng(), OrderParams(ties=ties))
+    return np.sort(picked.kept).tolist()
 
 
 def test_median_window_formula():
@@ -403,7 +545,7 @@ def test_median_window_formula():
     assert median_window(7, 7) == (0, 7)
     assert median_window(1, 1) == (0, 1)  # 0 - (1 - 0) = -1 -> [0, 1)
     for n in range(1, 40):
-        for k in range(0, n + 1):
+        for k in range(n + 1):
             start, stop = n // 2 - (k - k // 2), n // 2 + k // 2
             assert stop - start == k and stop <= n
             assert (start >= 0) == (k < n or n % 2 == 0)
@@ -438,6 +580,25 @@ def test_medium_ties_by_index():
     assert medium(np.full(5, 0.5), 3) == [0, 1, 2]  # all equal: positions = indices
 
 
+def test_medium_random_ties_and_ties_at_both_ends():
+    # ties: random, default_rng(0).permutation(5) = [2, 4, 3, 0, 1]: the 1s at idx 0, 1, 2 get
+    # 2, 4, 3 -> ascending order idx 3 (0), 0, 2, 1 (the 1s), 4 (2)
+    scores = [1, 1, 1, 0, 2]
+    assert medium(scores, 1, "random") == [0]  # position 1 -> idx 0
+    assert medium(scores, 2, "random") == [0, 2]  # positions 1, 2
+    assert medium(scores, 3, "random") == [0, 2, 3]  # positions 0..2
+    # ties_at_cutoff: k = 1 keeps one 1 and drops two (3 tied samples split); k = 3 keeps 0 and two
+    # 1s (again the three 1s split); k = 4 keeps the 0 and the three 1s (no value on both sides)
+    for k, ties in ((1, 3), (2, 3), (3, 3), (4, 0)):
+        picked = SELECTORS.get("medium")(np.array(scores, float), np.arange(5), k, rng(), OrderParams("index"))
+        assert picked.ties_at_cutoff == ties
+    # the window's two ends both cut one tie: [0, 0, 1, 1, 2, 2], k = 2 keeps positions 2, 3 (the
+    # two 1s: no split); k = 4 keeps positions 1..4: one 0, both 1s, one 2 -> the 0s and 2s split (4)
+    flat_ends = np.array([0, 0, 1, 1, 2, 2.0])
+    assert SELECTORS.get("medium")(flat_ends, np.arange(6), 2, rng(), OrderParams("index")).ties_at_cutoff == 0
+    assert SELECTORS.get("medium")(flat_ends, np.arange(6), 4, rng(), OrderParams("index")).ties_at_cutoff == 4
+
+
 def test_medium_per_class():
     # class 0 = idx 0, 2, 4, 6, 8 (scores 5, 1, 4, 2, 3); class 1 = idx 1, 3, 5, 7 (.4, .1, .3, .2)
     labels = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0])
@@ -445,19 +606,23 @@ def test_medium_per_class():
     # f = 0.5: shares 2.5, 2 -> floors [2, 2]; total round(4.5) = 5 -> extra to class 0 -> [3, 2].
     # class 0 ascending idx 2, 6, 8, 4, 0; n = 5, k = 3: (2 - 2, 2 + 1) = (0, 3) -> idx 2, 6, 8.
     # class 1 ascending idx 3, 7, 5, 1; n = 4, k = 2: (2 - 1, 2 + 1) = (1, 3) -> idx 7, 5.
-    assert select_subset("medium", scores, labels, 0.5, rng()).tolist() == [2, 5, 6, 7, 8]
+    assert select_subset("medium", scores, labels, 0.5, rng()).kept.tolist() == [2, 5, 6, 7, 8]
     # unbalanced, k = 5 of 9: ascending idx 3, 7, 5, 1, 2, 6, 8, 4, 0; (4 - 3, 4 + 2) = (1, 6)
     # -> idx 7, 5, 1, 2, 6
-    assert select_subset("medium", scores, labels, 0.5, rng(), class_balanced=False).tolist() == [1, 2, 5, 6, 7]
+    assert select_subset("medium", scores, labels, 0.5, rng(), class_balanced=False).kept.tolist() == [1, 2, 5, 6, 7]
 
 
 # ------------------------------------------------------------------ stratified (CCS)
 
 
-def stratified(scores, k, seed=0, **params):
+def stratified_picked(scores, k, seed=0, **params):
     scores = np.asarray(scores, dtype=float)
-    params = SELECTORS.params("stratified", params)
-    return np.sort(SELECTORS.get("stratified")(scores, np.arange(len(scores)), k, rng(seed), params)).tolist()
+    params = SELECTORS.params("stratified", {"ties": "index", **params})
+    return SELECTORS.get("stratified")(scores, np.arange(len(scores)), k, rng(seed), params)
+
+
+def stratified(scores, k, seed=0, **params):
+    return np.sort(stratified_picked(scores, k, seed, **params).kept).tolist()
 
 
 def test_stratum_of_equal_width_max_in_last():
@@ -506,8 +671,8 @@ def test_stratified_same_seed_same_subset():
     assert stratified(scores, 60, seed=4) != a
     params = {"beta": 0.1, "strata": 7}
     labels = np.arange(300) % 3
-    x = select_subset("stratified", scores, labels, 0.2, rng(9), params=params)
-    y = select_subset("stratified", scores, labels, 0.2, rng(9), params=params)
+    x = select_subset("stratified", scores, labels, 0.2, rng(9), params=params).kept
+    y = select_subset("stratified", scores, labels, 0.2, rng(9), params=params).kept
     assert x.tolist() == y.tolist()
     assert np.bincount(labels[x]).tolist() == [20, 20, 20]
 
@@ -517,6 +682,13 @@ def test_stratified_cutoff_drops_exactly_the_hardest():
     assert stratified(np.arange(10.0), 7, beta=0.3) == list(range(7))
     # ties by index: scores 5, 5, 5, 1, 2 with beta = 0.4 -> floor(2) drops idx 0, 1 (not 2)
     assert stratified([5, 5, 5, 1, 2], 3, beta=0.4) == [2, 3, 4]
+    assert stratified_picked([5, 5, 5, 1, 2], 3, beta=0.4).ties_at_cutoff == 3  # the three 5s
+    # ties: random, default_rng(0).permutation(5) = [2, 4, 3, 0, 1]: the 5s get 2, 4, 3 -> cut idx 0, 2
+    assert stratified([5, 5, 5, 1, 2], 3, beta=0.4, ties="random") == [1, 3, 4]
+    # no cutoff (beta = 0): no tie order drawn, so ties changes nothing and nothing is counted
+    for seed in range(3):
+        assert stratified(STRATA_SCORES, 7, seed, strata=4, ties="random") == stratified(STRATA_SCORES, 7, seed, strata=4)
+        assert stratified_picked(np.zeros(6), 3, seed, ties="random").ties_at_cutoff == 0
     # beta read as written: 0.29 * 100 = 29 exactly (floats give 28.999999999999996 -> 28)
     assert stratified(np.arange(100.0), 71, beta=0.29) == list(range(71))
     # a smaller budget never picks a cut sample: beta = 0.5 of 20 drops idx 10..19
@@ -532,12 +704,17 @@ def test_stratified_per_class_cutoff():
     # and 2 (first 1), leaving 0, 1, 3; class 1 drops 11, 10, 9, leaving 6, 7, 8: all kept
     scores = np.array([0, 0, 1, 1, 2, 2, 10, 20, 30, 40, 50, 60], dtype=float)
     labels = np.repeat([0, 1], 6)
-    kept = select_subset("stratified", scores, labels, 0.5, rng(), params={"beta": 0.5, "strata": 3})
-    assert kept.tolist() == [0, 1, 3, 6, 7, 8]
+    selection = select_subset("stratified", scores, labels, 0.5, rng(), params={"beta": 0.5, "strata": 3, "ties": "index"})
+    assert selection.kept.tolist() == [0, 1, 3, 6, 7, 8]
+    assert selection.ties_at_cutoff == 2  # the two 1s of class 0 straddle the cutoff
+    # ties: random: class 0 draws default_rng(0).permutation(6) = [3, 2, 5, 4, 0, 1]; the 1s at
+    # idx 2, 3 get 5, 4 -> idx 3 is cut first, leaving 0, 1, 2
+    selection = select_subset("stratified", scores, labels, 0.5, rng(), params={"beta": 0.5, "strata": 3})
+    assert selection.kept.tolist() == [0, 1, 2, 6, 7, 8] and selection.ties_at_cutoff == 2
     # beta = 0: 3 strata per class of 2 samples each (class 0: {0,1}, {2,3}, {4,5}; class 1:
     # [10, 60] width 50/3: {6,7}, {8,9}, {10,11}) -> 3 // 3 = 1 from every pair
     for seed in range(5):
-        kept = set(select_subset("stratified", scores, labels, 0.5, rng(seed), params={"strata": 3}).tolist())
+        kept = set(select_subset("stratified", scores, labels, 0.5, rng(seed), params={"strata": 3}).kept.tolist())
         assert [len(kept & {i, i + 1}) for i in range(0, 12, 2)] == [1] * 6
 
 
@@ -563,8 +740,9 @@ def test_stratified_bad_strata(strata):
 
 
 @FAST
-@given(problems(), st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.9]), st.integers(1, 60), st.booleans(), st.integers(0, 2**32 - 1))
-def test_stratified_properties(problem, beta, strata, balanced, seed):
+@given(problems(), st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.9]), st.integers(1, 60), st.booleans(), st.integers(0, 2**32 - 1),
+       st.sampled_from(["index", "random"]))
+def test_stratified_properties(problem, beta, strata, balanced, seed, ties):
     scores, labels, k = problem
     f = k / 1000
     if total_budget(len(scores), f) == 0:
@@ -574,24 +752,37 @@ def test_stratified_properties(problem, beta, strata, balanced, seed):
     else:
         groups = [(np.arange(len(scores)), total_budget(len(scores), f))]
     cuts = [math.floor(Fraction(str(beta)) * len(g)) for g, _ in groups]
-    params = {"beta": beta, "strata": strata}
+    params = {"beta": beta, "strata": strata, "ties": ties}
     if any(len(g) - cut < k_g for (g, k_g), cut in zip(groups, cuts)):
         with pytest.raises(UserError, match="too few"):
             select_subset("stratified", scores, labels, f, np.random.default_rng(seed), balanced, params)
         return
-    kept = select_subset("stratified", scores, labels, f, np.random.default_rng(seed), balanced, params)
+    selection = select_subset("stratified", scores, labels, f, np.random.default_rng(seed), balanced, params)
+    kept = selection.kept
+    expected_ties = 0
     for (group, k_g), cut in zip(groups, cuts):
-        hard = order_by_score(scores[group], group, descending=True)
+        # the cut by index; with random ties another choice among the scores equal to the last cut
+        # one, but the same scores: the pool's scores (so its strata) are the same in both modes
+        hard = order_by_score(scores[group], group, True, "index")
         mine = kept[np.isin(kept, group)]
-        assert len(mine) == k_g and not np.isin(mine, hard[:cut]).any()
-        # water-filling: no stratum gets more than one sample over a stratum that was not taken whole
+        assert len(mine) == k_g
         pool = np.sort(hard[cut:])
+        if ties == "index":
+            assert not np.isin(mine, hard[:cut]).any()
+        values, counts = np.unique(scores[pool], return_counts=True)
+        mine_values, mine_counts = np.unique(scores[mine], return_counts=True)
+        assert all(v in values and counts[np.searchsorted(values, v)] >= c for v, c in zip(mine_values, mine_counts))
+        cut_values, pool_values = set(scores[hard[:cut]].tolist()), set(scores[pool].tolist())
+        expected_ties += sum(1 for i in group if scores[i] in cut_values and scores[i] in pool_values)
+        # water-filling: no stratum gets more than one sample over a stratum that was not taken whole
         bins = stratum_of(scores[pool], strata)
+        bin_of = dict(zip(scores[pool].tolist(), bins.tolist()))
         sizes = np.bincount(bins, minlength=strata)
-        shares = np.bincount(bins[np.isin(pool, mine)], minlength=strata)
+        shares = np.bincount([bin_of[v] for v in scores[mine].tolist()], minlength=strata)
         assert (shares <= sizes).all()
         for j in np.flatnonzero(shares < sizes):
             assert shares.max() <= shares[j] + 1
+    assert selection.ties_at_cutoff == expected_ties
 
 
 # ------------------------------------------------------------------ subset stage
@@ -628,14 +819,30 @@ def test_subset_stage_hardest(score_file, tmp_path):
     assert meta["dataset"] == "tiny"
     assert meta["scorer"] == "el2n"
     assert meta["stage"] == "subsets"
+    assert meta["ties_at_cutoff"] == 0  # no equal scores inside a class
+    assert meta["selector_params_used"] == {"ties": "random"}
 
 
 def test_subset_stage_unbalanced_easiest(score_file, tmp_path):
-    frame, meta = run_subset(score_file, tmp_path / "a.parquet", selector="easiest", class_balanced=False)
+    frame, meta = run_subset(score_file, tmp_path / "a.parquet", selector="easiest", class_balanced=False,
+                             params={"ties": "index"})
     # k = 3 overall: .1 (1), .3 (4), tie .5 -> 2
     assert frame["sample_index"].tolist() == [1, 2, 4]
     assert frame["label"].tolist() == [0, 0, 1]
     assert meta["class_balanced"] is False
+    assert meta["ties_at_cutoff"] == 2  # the two .5s (idx 2 kept, 3 dropped)
+    assert meta["selector_params"] == {"ties": "index"} and meta["selector_params_used"] == {"ties": "index"}
+
+
+def test_subset_stage_random_ties_from_the_selection_seed(score_file, tmp_path):
+    # the stage's generator is numpy_generator(seed, "select", selector); for seed 3 and easiest its
+    # permutation(6) is [2, 5, 4, 3, 1, 0]: the tied .5s at idx 2 and 3 get 4 and 3 -> idx 3 is kept
+    assert numpy_generator(3, "select", "easiest").permutation(6).tolist() == [2, 5, 4, 3, 1, 0]
+    frame, meta = run_subset(score_file, tmp_path / "a.parquet", selector="easiest", class_balanced=False)
+    assert frame["sample_index"].tolist() == [1, 3, 4]
+    assert meta["ties_at_cutoff"] == 2
+    # parameters as written in the spec (none), and as used (the default ties: random)
+    assert meta["selector_params"] == {} and meta["selector_params_used"] == {"ties": "random"}
 
 
 def test_subset_stage_is_deterministic(score_file, tmp_path):

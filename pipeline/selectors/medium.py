@@ -1,7 +1,7 @@
 """Keep the k samples of medium difficulty: MDSLR (Chen et al., ICLR 2025), the window of k samples
 around the median score of the group.
 
-With the group sorted ascending by score (ties by ascending sample index, ``order_by_score``),
+With the group sorted ascending by score (equal scores ordered as ``ties`` says, ``order_by_score``),
 n samples and m = floor(n / 2), METHODS.md keeps the positions
 
     [m - (k - floor(k / 2)), m + floor(k / 2)),
@@ -10,11 +10,10 @@ a window of exactly k positions. Its end m + floor(k / 2) <= 2 * floor(n / 2) <=
 range, and its start m - ceil(k / 2) is >= 0 for every k < n and for k = n with n even; only for
 k = n with n odd (n = 2j + 1: start = j - (j + 1) = -1) does it begin one position before the
 group. Documented deviation: the window is then shifted into [0, n) keeping its size k, i.e. the
-whole group is kept (the only window of size n there is).
+whole group is kept (the only window of size n there is). ``ties_at_cutoff`` counts the tied
+samples split at either end of the window.
 """
-import numpy as np
-
-from pipeline.selectors import NO_PARAMS, SELECTORS, order_by_score
+from pipeline.selectors import ORDER_PARAMS, SELECTORS, OrderParams, keep_window
 
 
 def median_window(n: int, k: int) -> tuple[int, int]:
@@ -25,7 +24,7 @@ def median_window(n: int, k: int) -> tuple[int, int]:
     return start, start + k
 
 
-@SELECTORS.register("medium")
-def medium(scores, indices, k, rng, params=NO_PARAMS):
+@SELECTORS.register("medium", OrderParams)
+def medium(scores, indices, k, rng, params: OrderParams = ORDER_PARAMS):
     start, stop = median_window(len(indices), k)
-    return order_by_score(np.asarray(scores), np.asarray(indices), descending=False)[start:stop]
+    return keep_window(scores, indices, False, start, stop, params, rng)

@@ -1,9 +1,10 @@
-"""Keep k samples uniformly at random (ignoring the scores), from the seeded generator given."""
+"""Keep k samples uniformly at random (ignoring the scores), from the seeded generator given. It has
+no cut-off by score, so no ties at one (``ties_at_cutoff`` 0) and no ``ties`` parameter."""
 import numpy as np
 
-from pipeline.selectors import NO_PARAMS, SELECTORS
+from pipeline.selectors import NO_PARAMS, SELECTORS, Picked
 
 
 @SELECTORS.register("random")
 def random(scores, indices, k, rng, params=NO_PARAMS):
-    return np.sort(rng.choice(indices, size=k, replace=False))
+    return Picked(np.sort(rng.choice(indices, size=k, replace=False)))

@@ -3,9 +3,12 @@ then sample evenly across the score range so that the subset covers easy and har
 
 Within the group of n samples (one class when class-balanced):
 
-1. Hard cutoff: drop the floor(beta * n) hardest samples (highest scores, ties by ascending
-   sample index, as ``hardest`` orders them; beta read as the decimal written, so 0.29 * 100 is
-   29). If fewer than k samples remain, that is a UserError.
+1. Hard cutoff: drop the floor(beta * n) hardest samples (highest scores, equal scores ordered
+   as ``ties`` says, as ``hardest`` orders them; beta read as the decimal written, so 0.29 * 100
+   is 29). If fewer than k samples remain, that is a UserError. ``ties_at_cutoff`` counts the tied
+   samples this cutoff splits (the strata below are sampled at random by design, so the ties
+   they split are not counted); with beta = 0 there is no cutoff, no tie order is drawn, and
+   ``ties`` changes nothing.
 2. Split the remaining scores' range [min, max] into ``strata`` bins of equal width, bin j holding
    the scores in [min + j * w, min + (j + 1) * w); the max score belongs to the last bin. If all
    remaining scores are equal there is one bin.
@@ -37,7 +40,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from pipeline.errors import UserError
-from pipeline.selectors import SELECTORS, order_by_score
+from pipeline.selectors import SELECTORS, OrderParams, Picked, order_by_score, split_ties
 
 
 def stratum_of(scores: np.ndarray, strata: int) -> np.ndarray:
@@ -61,11 +64,12 @@ def allocate(sizes: np.ndarray, budget: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Params:
+class Params(OrderParams):
     beta: float = 0.0  # share of the hardest samples of a group dropped first (CCS's hard cutoff), in [0, 1)
     strata: int = 50  # S: equal-width strata of the remaining score range (CCS: 50)
 
     def __post_init__(self):
+        super().__post_init__()
         beta, strata = self.beta, self.strata
         if isinstance(beta, bool) or not isinstance(beta, Real) or not 0 <= beta < 1:
             raise UserError(f"stratified: beta (hard cutoff share) must be a number in [0, 1), got {beta!r}")
@@ -84,14 +88,15 @@ def stratified(scores, indices, k, rng, params: Params = Params()):
             f"stratified: the hard cutoff beta = {beta} drops {cut} of n = {n} samples, "
             f"which leaves too few ({n - cut}) for the budget k = {k}"
         )
-    hard = order_by_score(scores, np.arange(n), descending=True)[:cut]
+    hard = order_by_score(scores, np.arange(n), True, params.ties, rng)[:cut] if cut else np.arange(0)
+    ties = split_ties(scores, np.isin(np.arange(n), hard))
     keep = np.setdiff1d(np.arange(n), hard)  # positions in the group, ascending
     scores, indices = scores[keep], indices[keep]
     if k == 0:
-        return indices[:0]
+        return Picked(indices[:0], ties)
     bins = stratum_of(scores, int(strata))
     shares = allocate(np.bincount(bins, minlength=int(strata)), k)
     assert shares.sum() == k, (shares.sum(), k)  # see "Leftover budget" above
     picked = [rng.choice(np.sort(indices[bins == j]), size=shares[j], replace=False)
               for j in np.flatnonzero(shares)]
-    return np.sort(np.concatenate(picked))
+    return Picked(np.sort(np.concatenate(picked)), ties)

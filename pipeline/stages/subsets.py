@@ -3,7 +3,9 @@
 Reads a score table, writes the kept canonical indices with their labels and the subset's keys
 (``scorer, selector, keep_fraction``, so that the ``subsets/`` folder reads as one table), and records the
 selector, keep fraction, seed, the score table's content hash and the dataset fingerprint, so any
-student can be traced to its data.
+student can be traced to its data; also the selector's parameters as used (defaults filled in, e.g.
+``ties``) and ``ties_at_cutoff``, the number of samples whose score equals that of a sample on the
+other side of a cut-off (summed over the classes), i.e. whose membership the tie order decided.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pandas as pd
 from pipeline.cli import stage
 from pipeline.errors import UserError
 from pipeline.io import read_table, stable_hash, write_table
+from pipeline.params import params_dict
 from pipeline.seeding import numpy_generator
 from pipeline.selectors import select_subset
 
@@ -31,15 +34,18 @@ def main(argv=None):
     if not (scores["sample_index"].to_numpy() == range(len(scores))).all():
         raise UserError(f"{args.scores} is not in canonical sample order")
     rng = numpy_generator(spec["seed"], "select", spec["selector"])
-    kept = select_subset(spec["selector"], scores["score"].to_numpy(), scores["label"].to_numpy(),
-                         spec["keep_fraction"], rng, spec["class_balanced"], spec.get("params"))
+    selection = select_subset(spec["selector"], scores["score"].to_numpy(), scores["label"].to_numpy(),
+                              spec["keep_fraction"], rng, spec["class_balanced"], spec.get("params"))
+    kept = selection.kept
     table = pd.DataFrame({"sample_index": kept, "label": scores["label"].to_numpy()[kept], "scorer": meta["scorer"],
                           "selector": spec["selector"], "keep_fraction": float(spec["keep_fraction"])})
-    print(f"kept {len(kept)} of {len(scores)} samples ({spec['selector']} by {meta['scorer']}, f = {spec['keep_fraction']})")
+    print(f"kept {len(kept)} of {len(scores)} samples ({spec['selector']} by {meta['scorer']}, f = {spec['keep_fraction']}; "
+          f"{selection.ties_at_cutoff} tied samples at the cut-off)")
     write_table(table, args.output, {
         "stage": "subsets", "scorer": meta["scorer"], "selector": spec["selector"],
         "keep_fraction": spec["keep_fraction"], "class_balanced": spec["class_balanced"], "seed": spec["seed"],
-        "selector_params": spec.get("params", {}),
+        "selector_params": spec.get("params", {}), "selector_params_used": params_dict(selection.params),
+        "ties_at_cutoff": selection.ties_at_cutoff,
         "scores_hash": meta["scores_hash"], "spec": spec, "config_hash": stable_hash(spec),
         "dataset": meta["dataset"], "dataset_fingerprint": meta["dataset_fingerprint"],
     })

@@ -124,6 +124,7 @@ def _check_components(config: dict[str, Any]) -> None:
 
     for name, params in config["scorers"].items():
         config["scorers"][name] = params_dict(SCORERS.params(name, params, f"scorers.{name}"))
+    _check_proxy_epochs(config)
 
     selection = config["selection"]
     for f in selection["keep_fractions"]:
@@ -163,6 +164,23 @@ def _check_train(train: dict[str, Any], where: str, config: dict[str, Any]) -> d
         raise UserError(f"config error in {where}.select: best_val needs a validation split; "
                         "set data.validation_fraction > 0 (e.g. 0.1)")
     return train
+
+
+def _check_proxy_epochs(config: dict[str, Any]) -> None:
+    """Proxies scored inside their run: scoring epochs within the schedule, and each scorer's
+    ``epoch`` one of them."""
+    from pipeline.scorers import SCORERS
+
+    proxies = config["proxies"]
+    score_epochs = proxies["score_epochs"] or []
+    if score_epochs and max(score_epochs) > proxies["train"]["epochs"]:
+        raise UserError(f"config error in proxies.score_epochs: {max(score_epochs)} is beyond the schedule's "
+                        f"{proxies['train']['epochs']} epochs (proxies.train.epochs)")
+    for name, params in config["scorers"].items():
+        epoch = params.get("epoch") if "proxies" in SCORERS.get(name).needs else None
+        if epoch is not None and epoch not in score_epochs:
+            raise UserError(f"config error in scorers.{name}.epoch: the proxies are kept at epochs "
+                            f"{score_epochs or 'none'} (proxies.score_epochs), not {epoch}")
 
 
 def base_teacher(config: dict[str, Any], name: str) -> dict[str, Any]:

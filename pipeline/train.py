@@ -55,6 +55,9 @@ class TrainConfig:
     # The model a run ends with: "last" (the final epoch's), or "best_val" (the evaluated epoch of
     # the highest validation accuracy, the first of equals; needs data.validation_fraction > 0).
     select: str = "last"
+    # Train only the first n epochs of the schedule (which still spans ``epochs``): a model taken
+    # early inside a long run, as Paul et al. score EL2N at epoch 20 of 200. None: the whole run.
+    stop_after: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "schedule", schedule_entry(self.schedule))
@@ -72,11 +75,16 @@ def selected_epoch(history: pd.DataFrame, select: str) -> pd.Series:
     return history.iloc[-1]
 
 
-def planned_epochs(cfg: TrainConfig, num_indices: int) -> int:
+def schedule_epochs(cfg: TrainConfig, num_indices: int) -> int:
     """Passes over ``num_indices`` samples that the budget needs (the last may be partial)."""
     if cfg.steps is None:
         return cfg.epochs
     return math.ceil(cfg.steps / math.ceil(num_indices / cfg.batch_size))
+
+
+def planned_epochs(cfg: TrainConfig, num_indices: int) -> int:
+    """Passes a run trains: the budget's, or the first ``stop_after`` of them."""
+    return min(schedule_epochs(cfg, num_indices), cfg.stop_after or math.inf)
 
 
 def fit(
@@ -92,6 +100,7 @@ def fit(
     dynamics: Dynamics | None = None,
     infobatch: InfoBatchConfig | None = None,
     after_step: Callable[[], None] | None = None,
+    after_epoch: Callable[[int, nn.Module], None] | None = None,
     resume: ResumeFolder | None = None,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
@@ -103,7 +112,8 @@ def fit(
     initialisation, order and augmentation streams, or one int for all three. With ``infobatch`` each epoch trains on
     InfoBatch's share of ``indices`` (``sample_steps`` per row counts the samples actually trained
     on). ``after_step`` runs after every optimizer step (the pruning masks use it to keep pruned
-    weights at zero).
+    weights at zero), ``after_epoch(epochs_done, model)`` after every epoch (to keep a model taken
+    inside the run).
 
     With ``resume``, the whole training state is saved at the start of every ``resume.every``-th
     epoch and, on SIGTERM, after the current step (then ``Preempted`` is raised); a call that
@@ -117,7 +127,8 @@ def fit(
     group = ranks()
     seeds = Seeds.of(seed)
     _check(cfg, data, loss, infobatch, group)
-    epochs = planned_epochs(cfg, len(indices))
+    epochs = schedule_epochs(cfg, len(indices))  # what the schedule spans
+    trained = planned_epochs(cfg, len(indices))  # what is trained
     teacher = teacher.start(loss, cfg.augment, device)
     model.to(device, memory_format=torch.channels_last)
     example, _, _ = next(data.train.batches(indices[:2], 2, device=device))
@@ -153,7 +164,7 @@ def fit(
     with LayerOutputs(model, loss.student_layers) as student_layers, StopSignal() as stop:
         step = _Step(forward, loss, student_layers, teacher, optimizer, pruning, dynamics, after_step, cuda)
         try:
-            for epoch in range(run.epoch, epochs):
+            for epoch in range(run.epoch, trained):
                 model.train()
                 loss.start_epoch(epoch, epochs)
                 if run.epoch_indices is not None:  # the saved epoch: its plan and the random streams as they were
@@ -170,7 +181,7 @@ def fit(
                 batches = data.train.batches(permuted, batch_size, device=device,
                                              augment=data.augment if cfg.augment else None,
                                              augment_rng=streams.augment, views=teacher.views(epoch))
-                for i, batch in enumerate(progress_bar(batches, steps, f"epoch {epoch + 1}/{epochs}")):
+                for i, batch in enumerate(progress_bar(batches, steps, f"epoch {epoch + 1}/{trained}")):
                     if i < run.step:  # trained before the interruption: drawn again to replay the streams
                         continue
                     if cfg.steps is not None and run.global_step == cfg.steps:
@@ -184,7 +195,7 @@ def fit(
                         raise Preempted(f"stopped by a signal at epoch {epoch + 1}, step {i + 1}"
                                         + (f"; state saved in {resume.folder}" if resume else "; nothing saved (no --resume)"))
                 row = _epoch_row(run, epoch, epoch_start, device)
-                if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs:
+                if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == trained:
                     row["test_acc"], row["test_loss"] = evaluate(model, data.test, cfg.batch_size * 4, device)
                     if len(data.held_out):
                         row["val_acc"], row["val_loss"] = evaluate(model, data.train, cfg.batch_size * 4, device,
@@ -192,11 +203,13 @@ def fit(
                     if best is not None:
                         best.update(row["val_acc"], model)
                 run.finish_epoch(row)
+                if after_epoch is not None:
+                    after_epoch(epoch + 1, model)
                 elapsed = time.perf_counter() - start
                 log(
-                    f"epoch {epoch + 1}/{epochs} loss {row['train_loss']:.4f} train_acc {row['train_acc']:.4f} "
+                    f"epoch {epoch + 1}/{trained} loss {row['train_loss']:.4f} train_acc {row['train_acc']:.4f} "
                     f"test_acc {row['test_acc']:.4f} {row['images_per_second']:.0f} img/s "
-                    f"elapsed {elapsed:.0f}s left {elapsed / (epoch + 1) * (epochs - epoch - 1):.0f}s"
+                    f"elapsed {elapsed:.0f}s left {elapsed / (epoch + 1) * (trained - epoch - 1):.0f}s"
                 )
         finally:  # the hooks on the teacher come off however training ends
             teacher.stop()

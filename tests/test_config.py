@@ -53,19 +53,19 @@ BAD = [
     ("teachers.cnn32.gpus", 3, "config error in teachers.cnn32: train.batch_size 128 is not a multiple of gpus 3"),
     ("checkpoint_every", 0, "config error in checkpoint_every: 0 is less than the minimum of 1"),
     ("scorers.el3n", {}, "unknown scorer 'el3n'; known: aum, el2n, entropy, forgetting, grand, least_confidence"),
-    ("scorers.el2n", {"runs": 3}, "unknown parameter 'runs' for scorer 'el2n'; allowed: none"),
+    ("scorers.el2n", {"runs": 3}, "unknown parameter 'runs' for scorer 'el2n'; allowed: epoch"),
     ("scorers.grand", {"mode": "full", "runs": 3},
-     "config error in scorers.grand: unknown parameter 'runs' for scorer 'grand'; allowed: mode, chunk_size"),
+     "config error in scorers.grand: unknown parameter 'runs' for scorer 'grand'; allowed: epoch, mode, chunk_size"),
     ("student.model_args", {"depth": 3},
      "config error in student.model_args: unknown parameter 'depth' for model 'cnn'; allowed: width, widths"),
     ("teachers.cnn32.model_args", {"widht": 3}, "config error in teachers.cnn32.model_args: unknown parameter 'widht'"),
     ("proxies.model_args", {"depth": 3}, "config error in proxies.model_args: unknown parameter 'depth' for model 'cnn'"),
-    ("proxies.rounds", 3, "config error in proxies: unknown key 'rounds'; allowed: model, model_args, runs, seed"),
+    ("proxies.rounds", 3, "config error in proxies: unknown key 'rounds'; allowed: model, model_args, runs, score_epochs, seed"),
     ("scorers.forgetting", {"never_learned": "sometimes"}, "never_learned must be 'max' or 'zero', got 'sometimes'"),
     ("selection.selectors", {"hardst": ["random"]}, "unknown selector 'hardst'; known: easiest, hardest, medium, random, stratified"),
-    ("selection.selectors", {"stratified": {"scorers": ["el2n"], "betta": 0.1}}, "unknown parameter 'betta' for selector 'stratified'; allowed: beta, strata"),
+    ("selection.selectors", {"stratified": {"scorers": ["el2n"], "betta": 0.1}}, "unknown parameter 'betta' for selector 'stratified'; allowed: ties, beta, strata"),
     ("selection.selectors", {"stratified": {"scorers": ["el2n"], "beta": 1.5}}, "stratified: beta (hard cutoff share) must be a number in [0, 1), got 1.5"),
-    ("distillation.kd.infobatch", {"rate": 0.5}, "config error in distillation.kd.infobatch: unknown key 'rate'; allowed: delta, ratio"),
+    ("distillation.kd.infobatch", {"rate": 0.5}, "config error in distillation.kd.infobatch: unknown key 'rate'; allowed: delta, exact, ratio"),
     ("distillation.kd.infobatch", {"ratio": 1.0}, "infobatch ratio must be in [0, 1), got 1.0"),
     ("scorers", {"random": {}}, "selection.selectors.hardest: scorer 'el2n' is not configured under scorers"),
     ("selection.keep_fractions", [0.1, 1.5], "selection.keep_fractions: 1.5 is outside (0, 1]"),
@@ -151,7 +151,7 @@ def test_distillation_settings_are_their_records_dict_forms():
         assert setting.loss_params() == {k: v for k, v in entry.items() if k not in SETTING_KEYS}
     kd = DistillSetting.parse("kd", validated["distillation"]["kd"])
     assert kd.params == HintonKD.Params(alpha=0.9, temperature=4, reshape=False) and kd.teacher == "cnn32"
-    assert validated["distillation"]["kd_ib"]["infobatch"] == {"ratio": 0.3, "delta": 0.875}
+    assert validated["distillation"]["kd_ib"]["infobatch"] == {"ratio": 0.3, "delta": 0.875, "exact": False}
 
 
 def test_model_args_and_selector_params_are_kept_as_written():
@@ -162,7 +162,7 @@ def test_model_args_and_selector_params_are_kept_as_written():
     assert validated["selection"]["selectors"]["stratified"] == {"scorers": ["el2n"], "params": {"beta": 0.1}}
     assert validated["selection"]["selectors"]["hardest"]["params"] == {}
     assert validated["student"]["model_args"] == {"width": 8}
-    assert validated["scorers"]["grand"] == {"mode": "last_layer", "chunk_size": 64}  # scorers: every default
+    assert validated["scorers"]["grand"] == {"epoch": None, "mode": "last_layer", "chunk_size": 64}  # scorers: every default
 
 
 def test_base_teacher_follows_pruned_teachers():
@@ -190,3 +190,21 @@ def test_numeric_strings_in_numeric_fields_are_numbers():
     raw["student"]["train"].update(weight_decay=5e-4, epochs="2.5")
     with pytest.raises(UserError, match="^config error in student.train.epochs: '2.5' is not of type 'integer'$"):
         validate_config(raw)
+
+
+def test_proxies_scored_inside_their_run():
+    config = copy.deepcopy(DEFAULT)
+    config["proxies"]["train"] = {"epochs": 200}
+    config["proxies"]["score_epochs"] = [0, 20]
+    config["scorers"]["el2n"] = {"epoch": 20}
+    config["scorers"]["grand"] = {"epoch": 0}
+    validated = validate_config(config)
+    assert validated["scorers"]["el2n"] == {"epoch": 20} and validated["scorers"]["grand"]["epoch"] == 0
+    config["scorers"]["el2n"] = {"epoch": 30}
+    with pytest.raises(UserError, match=r"^config error in scorers.el2n.epoch: the proxies are kept at epochs \[0, 20\] "
+                                        r"\(proxies.score_epochs\), not 30$"):
+        validate_config(config)
+    config["scorers"]["el2n"] = {}
+    config["proxies"]["score_epochs"] = [250]
+    with pytest.raises(UserError, match="^config error in proxies.score_epochs: 250 is beyond the schedule's 200 epochs"):
+        validate_config(config)

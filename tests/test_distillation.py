@@ -24,7 +24,7 @@ def test_parse_fills_the_loss_defaults():
                                      teacher="cnn32", infobatch=InfoBatchConfig(ratio=0.3, delta=0.875))
     assert setting.loss_params() == {"alpha": 0.5, "temperature": 4.0, "reshape": False}
     assert setting.spec() == {"loss": "kd", "teacher": "cnn32", "shape_student": False, "cached_views": None,
-                              "infobatch": {"ratio": 0.3, "delta": 0.875}, "alpha": 0.5, "temperature": 4.0,
+                              "infobatch": {"ratio": 0.3, "delta": 0.875, "exact": False}, "alpha": 0.5, "temperature": 4.0,
                               "reshape": False}
     labels = DistillSetting.parse("labels", {"loss": "ce"})
     assert labels.params == CrossEntropy.Params() and labels.teacher is None and labels.infobatch is None

@@ -428,8 +428,9 @@ def test_scorer_params_from_the_registry():
     assert SCORERS.params("forgetting", {"never_learned": "zero"}, "scorers.forgetting") == Forgetting.Params("zero")
     assert SCORERS.params("forgetting", None, "scorers.forgetting") == Forgetting.Params(never_learned="max")
     assert build_scorer("forgetting", {"never_learned": "zero"}).params_dict() == {"never_learned": "zero"}
-    assert build_scorer("grand").params_dict() == {"mode": "last_layer", "chunk_size": 64}
-    assert build_scorer("el2n").params_dict() == {}
+    assert build_scorer("grand").params_dict() == {"epoch": None, "mode": "last_layer", "chunk_size": 64}
+    assert build_scorer("el2n").params_dict() == {"epoch": None}
+    assert build_scorer("margin").params_dict() == {}
 
 
 def test_unknown_scorer_parameter():
@@ -438,7 +439,7 @@ def test_unknown_scorer_parameter():
     assert str(info.value) == "unknown parameter 'rounds' for scorer 'forgetting'; allowed: never_learned"
     with pytest.raises(UserError) as info:
         SCORERS.params("el2n", {"runs": 3}, "scorers.el2n")
-    assert str(info.value) == "config error in scorers.el2n: unknown parameter 'runs' for scorer 'el2n'; allowed: none"
+    assert str(info.value) == "config error in scorers.el2n: unknown parameter 'runs' for scorer 'el2n'; allowed: epoch"
 
 
 def test_unknown_scorer_lists_known():

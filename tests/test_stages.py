@@ -8,7 +8,11 @@ import pytest
 import torch
 
 from pipeline.stages import scores, students, subsets, teachers
+from pipeline.checkpoints import load_model
 from pipeline.io import read_meta, read_table, write_table
+from pipeline.models import build_model
+from pipeline.schedules.onecycle import one_cycle_lr
+from pipeline.seeding import seeded_init
 
 pytestmark = pytest.mark.skipif(
     not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
@@ -87,3 +91,27 @@ def test_student_refuses_a_subset_of_other_data(tmp_path, capsys):
     assert error.startswith("error: ") and "0123456789abcdef" in error and "\n" not in error
     assert not any(path.exists() for path in outputs)
     assert read_meta(kept)["dataset_fingerprint"] == "0123456789abcdef"  # the input is untouched
+
+
+def test_proxies_scored_early_train_part_of_their_schedule_and_keep_the_models_at_those_epochs(tmp_path):
+    """score_epochs [0, 1] of a 3-epoch schedule: one epoch trained with the 3-epoch learning rates,
+    the initialisation and the epoch-1 model written."""
+    spec = {"data": DATA, "device": "cpu", "name": "proxy0",
+            "teacher": {"model": "cnn", "model_args": {"width": 2}, "train": {"epochs": 3, "batch_size": 16},
+                        "seed": 0, "score_epochs": [0, 1]}}
+    out = [tmp_path / name for name in ("model.pt", "epochs.parquet", "epoch0.pt", "epoch1.pt")]
+    teachers.main(["--spec", json.dumps(spec), "--threads", "1", "--model-out", str(out[0]), "--epochs-out",
+                   str(out[1]), "--epoch-models-out", str(out[2]), str(out[3])])
+    history = read_table(out[1])[0]
+    steps = 4  # 60 samples in batches of 16
+    assert history["epoch"].tolist() == [1]
+    assert history["lr"].iloc[0] == pytest.approx(one_cycle_lr((steps - 1) / steps / 3, 0.1))  # a 3-epoch schedule
+    init, init_spec = load_model(out[2])
+    with seeded_init(0, "init"):
+        expected = build_model("cnn", 10, 1, width=2)
+    assert all(torch.equal(a, b) for a, b in zip(init.state_dict().values(), expected.state_dict().values()))
+    assert init_spec["epoch"] == 0
+    final, _ = load_model(out[0])
+    at_one, spec_one = load_model(out[3])
+    assert spec_one["epoch"] == 1 and spec_one["test_acc"] == history["test_acc"].iloc[0]
+    assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(), at_one.state_dict().values()))

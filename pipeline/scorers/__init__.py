@@ -44,6 +44,15 @@ class ScoringContext:
     proxies: list[nn.Module] = field(default_factory=list)  # the R proxy models (config ``proxies``)
 
 
+@dataclass(frozen=True)
+class ProxyParams:
+    """The parameters of a scorer that reads the shared proxy models."""
+
+    # the proxies at this epoch of their run (one of proxies.score_epochs; 0: at initialisation);
+    # None: the fully trained proxies
+    epoch: int | None = None
+
+
 class Scorer:
     # What the scoring job must be given: any of NEEDS, i.e. "teacher" (the model), "teacher_logits"
     # (on the training set), "dynamics" (the teacher's recorded training dynamics) and "proxies".

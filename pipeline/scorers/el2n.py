@@ -1,17 +1,16 @@
 """EL2N (Paul et al. 2021): the mean over R proxy runs of || softmax(z(x)) - e_y ||_2, scored
 forward-only on the un-augmented samples. The R proxies (config ``proxies``: architecture, R, T
 epochs) are trained once from scratch on the full data by their own rule and shared with GraNd.
-
-Deviation: a proxy's learning-rate schedule spans its own T epochs (Paul et al. stop a
-200-epoch schedule early, at epoch ~20).
+Paul et al. score them early inside a long run (epoch 20 of 200): ``proxies.score_epochs: [20]``
+with ``epoch: 20`` here; by default the fully trained proxies.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from pipeline.scorers import SCORERS, Scorer
 from pipeline.inference import predict
+from pipeline.scorers import SCORERS, ProxyParams, Scorer
 
 
 def el2n(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -22,6 +21,7 @@ def el2n(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 @SCORERS.register("el2n")
 class EL2N(Scorer):
     needs = frozenset({"proxies"})
+    Params = ProxyParams
 
     def score(self, ctx):
         labels = ctx.data.train.labels

@@ -21,7 +21,7 @@ from pipeline.data import Split
 from pipeline.errors import UserError
 from pipeline.inference import predict_with_features
 from pipeline.progress import progress_bar
-from pipeline.scorers import SCORERS, Scorer
+from pipeline.scorers import SCORERS, ProxyParams, Scorer
 
 MODES = ("last_layer", "full")
 
@@ -63,7 +63,7 @@ class GraNd(Scorer):
     needs = frozenset({"proxies"})
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(ProxyParams):
         mode: str = "last_layer"  # "last_layer" (exact final-layer gradient, DeepCore) or "full"
         chunk_size: int = 64  # samples per vmap call in mode "full"
 

@@ -11,7 +11,7 @@ Resumable (``--resume``), and runs data-parallel under torchrun (``pipeline.devi
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 import torch.nn as nn
@@ -20,6 +20,7 @@ from pipeline.checkpoints import save_class_logit_std, save_model, save_train_lo
 from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder, setup, stage
 from pipeline.data import Dataset
 from pipeline.devices import ranks
+from pipeline.errors import UserError
 from pipeline.dynamics import Dynamics
 from pipeline.inference import predict
 from pipeline.io import stable_hash, write_table
@@ -27,6 +28,7 @@ from pipeline.losses import build_loss
 from pipeline.losses.kd import class_logit_std
 from pipeline.models import build_model
 from pipeline.params import parse_params
+from pipeline.resume import ResumeFolder
 from pipeline.seeding import Seeds, seeded_init
 from pipeline.train import TrainConfig, fit, planned_epochs, selected_epoch
 
@@ -39,6 +41,8 @@ def main(argv=None):
     p.add_argument("--dynamics-out", default=None)
     p.add_argument("--logits-out", default=None)
     p.add_argument("--class-std-out", default=None, help="with --logits-out")
+    p.add_argument("--epoch-models-out", nargs="*", default=[],
+                   help="the model after each of the spec's score_epochs (proxies scored early: epoch 0 is the initialisation)")
     add_resume_arguments(p)
     args = p.parse_args(argv)
     if bool(args.logits_out) != bool(args.class_std_out):
@@ -49,11 +53,18 @@ def main(argv=None):
     seeds = Seeds.of(teacher["seed"], teacher.get("seed_streams"))
     with seeded_init(seeds.init, "init"):
         model = build_model(teacher["model"], data.num_classes, data.in_channels, **teacher["model_args"])
+    score_epochs = teacher.get("score_epochs") or []
+    if len(args.epoch_models_out) != len(score_epochs):
+        raise UserError(f"{len(args.epoch_models_out)} --epoch-models-out for score_epochs {score_epochs}")
+    if score_epochs:  # the schedule of the whole run, trained up to the last scoring epoch
+        cfg = replace(cfg, stop_after=max(score_epochs))
     indices = data.train_indices  # every training sample not held out for validation
     dynamics = Dynamics(len(data.train), planned_epochs(cfg, len(indices)), device) if args.dynamics_out else None
     resume = resume_folder(args, spec, [])
+    kept = EpochModels(score_epochs, resume)
+    kept(0, model)
     history = fit(model, data, indices, cfg, seed=seeds, device=device,
-                  loss=build_loss("ce"), dynamics=dynamics, resume=resume)
+                  loss=build_loss("ce"), dynamics=dynamics, after_epoch=kept, resume=resume)
     if not ranks().is_main:
         return
     meta = {"stage": "teacher", "teacher": spec["name"], "spec": spec, "config_hash": stable_hash(spec),
@@ -66,8 +77,33 @@ def main(argv=None):
     save_model(args.model_out, model, {"model": teacher["model"], "model_args": teacher["model_args"],
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
                                        "test_acc": float(selected_epoch(history, cfg.select)["test_acc"]), **meta})
+    for epoch, path in zip(score_epochs, args.epoch_models_out):
+        model.load_state_dict(kept.state(epoch))
+        at = history.loc[history["epoch"] == epoch, "test_acc"]  # (none at epoch 0)
+        save_model(path, model, {"model": teacher["model"], "model_args": teacher["model_args"], "epoch": epoch,
+                                 "num_classes": data.num_classes, "in_channels": data.in_channels,
+                                 "test_acc": float(at.iloc[0]) if len(at) else float("nan"), **meta})
     if resume is not None:
         resume.clear()
+
+
+class EpochModels:
+    """The weights at chosen epochs of a run (0: the initialisation), kept in memory and in the
+    job's resume folder, so that a resumed run still has those it passed before the interruption."""
+
+    def __init__(self, epochs: list[int], resume: ResumeFolder | None):
+        self.epochs, self.resume, self.states = set(epochs), resume, {}
+
+    def __call__(self, epoch: int, model: nn.Module) -> None:
+        if epoch in self.epochs:
+            self.states[epoch] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            if self.resume is not None and ranks().is_main:
+                self.resume.save(f"model_epoch{epoch}", self.states[epoch])
+
+    def state(self, epoch: int) -> dict:
+        if epoch not in self.states:
+            self.states[epoch] = self.resume.load(f"model_epoch{epoch}")
+        return self.states[epoch]
 
 
 def write_teacher_logits(logits_out: str, class_std_out: str, model: nn.Module, data: Dataset, batch_size: int,

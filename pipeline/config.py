@@ -125,6 +125,9 @@ def _check_components(config: dict[str, Any]) -> None:
     for name, params in config["scorers"].items():
         config["scorers"][name] = params_dict(SCORERS.params(name, params, f"scorers.{name}"))
     _check_proxy_epochs(config)
+    if config["report"]["metric"] == "test_acc_at_best_val" and not config["data"]["validation_fraction"]:
+        raise UserError("config error in report.metric: test_acc_at_best_val needs a validation split; "
+                        "set data.validation_fraction > 0 (e.g. 0.1)")
 
     selection = config["selection"]
     for f in selection["keep_fractions"]:

@@ -35,10 +35,10 @@ def accuracy_lines(ax, table: pd.DataFrame, settings: list[str]) -> None:
     ax.legend(fontsize=7, title=" / ".join(settings), title_fontsize=7)
 
 
-def study_plot(table: pd.DataFrame, compare: list[str], title: str, path: str) -> None:
+def study_plot(table: pd.DataFrame, compare: list[str], title: str, path: str, ylabel: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     accuracy_lines(ax, table, compare)
-    ax.set_ylabel("final-epoch test accuracy (%)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     save(fig, path)
 

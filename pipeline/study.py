@@ -1,5 +1,6 @@
-"""The study: what a run of students says, as tables the user reads. Final test accuracy (%) per
-compared setting (the config's ``report.compare``) and keep fraction, mean ± std over seeds, beside
+"""The study: what a run of students says, as tables the user reads. The reported accuracy (%; the
+config's ``report.metric``, final-epoch test accuracy by default) per compared setting (the
+config's ``report.compare``) and keep fraction, mean ± std over seeds, beside
 the teacher and student each setting used, as a table, Markdown (best setting of each keep
 fraction marked) and an HTML page; and the KD gain of each teacher setting over training on the
 labels only. Computed from ``summary.parquet`` (one row per student run); drawn by
@@ -12,13 +13,25 @@ import pandas as pd
 DEFAULT_COMPARE = ["scorer", "selector", "distillation"]
 # What each compared setting trained with, shown beside its accuracy.
 SETTING_COLUMNS = ["teacher", "teacher_test_acc", "teacher_sparsity", "student", "student_params"]
+# The numbers a study can report (report.metric), as its table's caption says them: each paper's own.
+METRICS = {
+    "final_test_acc": "Final-epoch test accuracy",
+    "best_test_acc": "Best test accuracy over the evaluated epochs (chosen on the test set, as RepDistiller and MDSLR report)",
+    "test_acc_at_best_val": "Test accuracy at the epoch of the best validation accuracy (as prune-then-distill reports)",
+}
+# ... and as a title or an axis says them
+METRIC_NAMES = {"final_test_acc": "final test accuracy", "best_test_acc": "best test accuracy",
+                "test_acc_at_best_val": "test accuracy at the best validation epoch"}
 
 
-def study_table(summary: pd.DataFrame, compare: list[str]) -> pd.DataFrame:
-    """Final test accuracy (%) per compared setting and keep fraction over seeds, with the teacher
-    and student of each setting."""
+def study_table(summary: pd.DataFrame, compare: list[str], metric: str = "final_test_acc") -> pd.DataFrame:
+    """The reported accuracy (%) per compared setting and keep fraction over seeds (``mean``,
+    ``std``, ``seeds``), with the final-epoch test accuracy beside it when another metric is
+    reported (``final_mean``, ``final_std``), and the teacher and student of each setting."""
     groups = summary.groupby([*compare, "keep_fraction"], dropna=False)
-    table = groups["final_test_acc"].agg(mean="mean", std="std", seeds="count") * [100, 100, 1]
+    table = groups[metric].agg(mean="mean", std="std", seeds="count") * [100, 100, 1]
+    if metric != "final_test_acc":
+        table = table.join(groups["final_test_acc"].agg(final_mean="mean", final_std="std") * 100)
     settings = groups[[c for c in SETTING_COLUMNS if c not in compare]].first()
     return table.join(settings).reset_index()
 
@@ -30,7 +43,12 @@ def compared(report: dict) -> list[str]:
 
 def title(report: dict, experiment: str) -> str:
     """The study's title: the config's ``report.title``, or one naming what it compares."""
-    return report.get("title") or f"{experiment}: final test accuracy by {', '.join(compared(report))}"
+    return report.get("title") or f"{experiment}: {METRIC_NAMES[metric(report)]} by {', '.join(compared(report))}"
+
+
+def metric(report: dict) -> str:
+    """The summary column the study reports: the config's ``report.metric``, or final_test_acc."""
+    return report.get("metric") or "final_test_acc"
 
 
 def setting_label(row, compare: list[str]) -> str:
@@ -51,7 +69,7 @@ def kd_gain(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
             for setting in sorted(settings.index[settings["teacher"].notna()])}
 
 
-def markdown(table: pd.DataFrame, compare: list[str], title: str) -> str:
+def markdown(table: pd.DataFrame, compare: list[str], title: str, metric: str = "final_test_acc") -> str:
     """The study as Markdown: accuracy per keep fraction and setting (best in bold), the best
     setting per keep fraction, and what each setting trained with."""
     table = table.assign(setting=[setting_label(r, compare) for _, r in table.iterrows()])
@@ -63,7 +81,7 @@ def markdown(table: pd.DataFrame, compare: list[str], title: str) -> str:
         best = rows["mean"].idxmax()
         cells = [_cell(rows.loc[s], s == best) if s in rows.index else "" for s in settings]
         lines.append(f"| {f:g} | " + " | ".join(cells) + f" | {best} |")
-    lines += ["", "Final-epoch test accuracy (%), mean ± std over seeds (n = number of seeds).", "",
+    lines += ["", _caption(metric), "",
               "| setting | " + " | ".join(SETTING_COLUMNS) + " |", "|---" * (len(SETTING_COLUMNS) + 1) + "|"]
     for s in settings:
         row = table[table["setting"] == s].iloc[0]
@@ -71,18 +89,25 @@ def markdown(table: pd.DataFrame, compare: list[str], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def html(table: pd.DataFrame, compare: list[str], title: str) -> str:
+def html(table: pd.DataFrame, compare: list[str], title: str, metric: str = "final_test_acc") -> str:
     """The study table as an HTML page for the report: mean ± std (%) per keep fraction and setting."""
     cells = table.assign(setting=[setting_label(r, compare) for _, r in table.iterrows()],
                          accuracy=[_cell(r, False) for _, r in table.iterrows()])
     wide = cells.pivot(index="keep_fraction", columns="setting", values="accuracy")
     wide = wide[list(dict.fromkeys(cells["setting"]))].fillna("")
     return (f"<html><head><meta charset='utf-8'><title>{title}</title></head><body><h3>{title}</h3>"
-            + wide.to_html(border=1) + "<p>Final-epoch test accuracy (%), mean ± std over seeds.</p></body></html>")
+            + wide.to_html(border=1) + f"<p>{_caption(metric)}</p></body></html>")
+
+
+def _caption(metric: str) -> str:
+    final = "" if metric == "final_test_acc" else "; [in brackets: the final-epoch test accuracy]"
+    return f"{METRICS[metric]} (%), mean ± std over seeds (n = number of seeds){final}."
 
 
 def _cell(row, best: bool) -> str:
     text = f"{row['mean']:.2f} ± {row['std']:.2f} (n={row['seeds']})" if row["seeds"] > 1 else f"{row['mean']:.2f} (n=1)"
+    if "final_mean" in row:
+        text += f" [{row['final_mean']:.2f}]"
     return f"**{text}**" if best else text
 
 

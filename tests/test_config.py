@@ -208,3 +208,18 @@ def test_proxies_scored_inside_their_run():
     config["proxies"]["score_epochs"] = [250]
     with pytest.raises(UserError, match="^config error in proxies.score_epochs: 250 is beyond the schedule's 200 epochs"):
         validate_config(config)
+
+
+def test_a_validation_split_for_what_needs_one():
+    config = copy.deepcopy(DEFAULT)
+    config["report"] = {"metric": "test_acc_at_best_val"}
+    with pytest.raises(UserError, match="^config error in report.metric: test_acc_at_best_val needs a validation split"):
+        validate_config(config)
+    config["teachers"]["cnn32"]["train"] = {"select": "best_val"}
+    config["report"] = {}
+    with pytest.raises(UserError, match="^config error in teachers.cnn32.train.select: best_val needs a validation split"):
+        validate_config(config)
+    config["data"]["validation_fraction"] = 0.1
+    config["report"] = {"metric": "test_acc_at_best_val"}
+    validated = validate_config(config)
+    assert validated["data"]["validation_stratified"] is True and validated["data"]["validation_seed"] == 0

@@ -98,3 +98,18 @@ def test_kd_gain_is_each_teacher_setting_minus_labels_only_in_points():
 
 def test_kd_gain_is_empty_without_a_labels_only_setting():
     assert study.kd_gain(runs([("kd", "t", np.nan, "el2n", "hardest", 0.1, 0.7)])) == {}
+
+
+def test_the_study_reports_the_papers_number_with_the_final_accuracy_beside_it():
+    runs = summary().assign(best_test_acc=lambda t: t["final_test_acc"] + 0.01)
+    table = study.study_table(runs, ["distillation"], "best_test_acc")
+    final = study.study_table(runs, ["distillation"])
+    assert table["mean"].tolist() == pytest.approx((final["mean"] + 1).tolist())
+    assert table["final_mean"].tolist() == pytest.approx(final["mean"].tolist())
+    assert table["final_std"].tolist() == pytest.approx(final["std"].tolist(), nan_ok=True)
+    text = study.markdown(table, ["distillation"], "t", "best_test_acc")
+    row = final.iloc[0]
+    assert f"{row['mean'] + 1:.2f}" in text and f"[{row['mean']:.2f}]" in text
+    assert "Best test accuracy over the evaluated epochs (chosen on the test set" in text
+    assert "in brackets: the final-epoch test accuracy" in study.html(table, ["distillation"], "t", "best_test_acc")
+    assert study.metric({}) == "final_test_acc" and study.metric({"metric": "test_acc_at_best_val"}) == "test_acc_at_best_val"

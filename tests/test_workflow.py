@@ -71,6 +71,24 @@ def test_every_config_passes_the_linter(tmp_path, config):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
 
+def test_proxies_scored_early_keep_their_models_at_the_scoring_epochs(tmp_path):
+    """proxies.score_epochs: each proxy job writes its model at every scoring epoch, and each
+    scorer reads the proxies at its own epoch (or their final models)."""
+    config = tmp_path / "early.yaml"
+    config.write_text(TINY.read_text() + "\n".join([
+        "", "proxies: {runs: 2, model: cnn, model_args: {width: 2}, train: {epochs: 3, batch_size: 64}, score_epochs: [0, 1]}",
+        "scorers: {el2n: {epoch: 1}, grand: {epoch: 0}, random: {}}",
+        "selection: {keep_fractions: [0.1], selectors: {hardest: [el2n, grand, random]}}", ""]))
+    result = snakemake(tmp_path, "-n", "-p", "--configfile", str(config))
+    assert result.returncode == 0, result.stdout[-3000:]
+    proxy = [line for line in result.stdout.splitlines() if "--model-out" in line and "proxies/run0" in line]
+    assert len(proxy) == 1 and re.search(r"--epoch-models-out \S+/proxies/run0/model_epoch0\.pt "
+                                         r"\S+/proxies/run0/model_epoch1\.pt ", proxy[0])
+    for scorer, epoch in (("el2n", 1), ("grand", 0)):
+        command = next(line for line in result.stdout.splitlines() if f"scores/{scorer}.parquet" in line and "--output" in line)
+        assert re.search(rf"--proxies \S+/run0/model_epoch{epoch}\.pt \S+/run1/model_epoch{epoch}\.pt ", command)
+
+
 def test_misspelt_key_stops_the_workflow_with_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY.read_text().replace("train_limit", "train_limt"))

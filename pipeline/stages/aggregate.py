@@ -63,14 +63,14 @@ def main(argv=None):
                    "accuracy gain (points)", args.kd_gain_plot_out, "+.1f",
                    empty="no pair of a labels-only setting and a setting with a teacher")
 
-    compare, title = study.compared(report), study.title(report, experiment)
-    table = study.study_table(summary, compare)
+    compare, title, metric = study.compared(report), study.title(report, experiment), study.metric(report)
+    table = study.study_table(summary, compare, metric)
     write_table(table, args.study_table_out, meta)
-    text = study.markdown(table, compare, title)
+    text = study.markdown(table, compare, title, metric)
     atomic_write(args.study_markdown_out, lambda tmp: tmp.write_text(text))
-    page = study.html(table, compare, title)
+    page = study.html(table, compare, title, metric)
     atomic_write(args.study_html_out, lambda tmp: tmp.write_text(page))
-    plots.study_plot(table, compare, title, args.study_plot_out)
+    plots.study_plot(table, compare, title, args.study_plot_out, f"{study.METRIC_NAMES[metric]} (%)")
     print(text)
 
 

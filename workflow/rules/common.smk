@@ -13,6 +13,7 @@ from snakemake.exceptions import WorkflowError
 REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO))
 from pipeline.config import validate_config
+from pipeline.distillation import DistillSetting
 from pipeline.errors import UserError
 from pipeline.scorers import SCORERS
 
@@ -35,6 +36,9 @@ PRUNED_TEACHER = "teachers/{pruned}"
 # (its output is teachers/<name>/views<K>.pt)
 TEACHER_VIEWS = "teachers/{viewed}_views{views}"
 PROXY = "proxies/run{run}"
+# the proxies' models at their scoring epochs (proxies.score_epochs), beside model.pt
+PROXY_EPOCH_MODEL = f"{RESULTS}/{PROXY}/model_epoch{{epoch}}.pt"
+PROXY_SCORE_EPOCHS = config["proxies"]["score_epochs"] or []
 SCORES = "scores/{scorer}"
 # (its outputs are scores_summary.parquet and two plots)
 SCORES_SUMMARY = "scores/summary"
@@ -47,6 +51,10 @@ def keep_label(fraction):
 
 
 SCORING_TEACHER = config["scoring"]["teacher"]
+SETTINGS = {
+    name: DistillSetting.parse(name, entry)
+    for name, entry in config["distillation"].items()
+}
 KEEPS = {keep_label(f): f for f in config["selection"]["keep_fractions"]}
 SELECTIONS = [
     (scorer, selector)
@@ -203,16 +211,23 @@ def viewed_teacher(wildcards):
 
 def score_inputs(wildcards):
     """The scorer's source file, and only what the scorer says it needs."""
-    runs = range(config["proxies"]["runs"])
     available = {
         "teacher": teacher_output(SCORING_TEACHER, "model"),
         "dynamics": teacher_output(SCORING_TEACHER, "dynamics"),
         "teacher_logits": teacher_output(SCORING_TEACHER, "logits"),
-        "proxies": expand(rules.proxies.output.model, run=runs),
+        "proxies": proxy_models(config["scorers"][wildcards.scorer].get("epoch")),
     }
     needs = SCORERS.get(wildcards.scorer).needs
     source = f"{REPO}/pipeline/scorers/{wildcards.scorer}.py"
     return {"source": source, **{n: available[n] for n in needs}}
+
+
+def proxy_models(epoch):
+    """Every proxy run's model at ``epoch`` (one of proxies.score_epochs), or its final model."""
+    runs = range(config["proxies"]["runs"])
+    if epoch is None:
+        return expand(rules.proxies.output.model, run=runs)
+    return expand(PROXY_EPOCH_MODEL, run=runs, epoch=epoch)
 
 
 def all_scores(wildcards):
@@ -222,17 +237,18 @@ def all_scores(wildcards):
 def student_teacher(wildcards):
     """The student's teacher checkpoint and class statistics, for settings that name a
     teacher, and the teacher's cached views for settings that read them."""
-    distill = config["distillation"][wildcards.distill]
-    name = distill.get("teacher")
-    if not name:
+    setting = SETTINGS[wildcards.distill]
+    if setting.teacher is None:
         return {}
     files = {
-        "teacher": teacher_output(name, "model"),
-        "class_std": teacher_output(name, "class_std"),
+        "teacher": teacher_output(setting.teacher, "model"),
+        "class_std": teacher_output(setting.teacher, "class_std"),
     }
-    if distill["cached_views"]:
+    if setting.cached_views:
         views = rules.teacher_views.output.views
-        files["views"] = expand(views, viewed=name, views=distill["cached_views"])[0]
+        files["views"] = expand(
+            views, viewed=setting.teacher, views=setting.cached_views
+        )[0]
     return files
 
 

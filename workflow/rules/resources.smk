@@ -102,18 +102,17 @@ def teacher_views_runtime(wildcards):
 
 
 def student_runtime(wildcards):
-    distill = config["distillation"][wildcards.distill]
-    teacher = base_teacher(config, distill["teacher"]) if "teacher" in distill else None
-    student = {
-        **config["student"],
-        **(
-            {"model": teacher["model"], "model_args": teacher["model_args"]}
-            if distill["shape_student"]
-            else {}
-        ),
-    }
+    setting = SETTINGS[wildcards.distill]
+    teacher = base_teacher(config, setting.teacher) if setting.teacher else None
+    student = config["student"]
+    if setting.shape_student:
+        student = {
+            **student,
+            "model": teacher["model"],
+            "model_args": teacher["model_args"],
+        }
     # cached views: no teacher forward pass
-    forward_teacher = None if distill.get("cached_views") else teacher
+    forward_teacher = None if setting.cached_views else teacher
     return training_minutes(
         student, round(KEEPS[wildcards.keep] * N_TRAIN), forward_teacher
     )

@@ -3,6 +3,9 @@ rule proxies:
     output:
         model=f"{RESULTS}/{PROXY}/model.pt",
         epochs=f"{RESULTS}/{PROXY}/epochs.parquet",
+        epoch_models=expand(
+            PROXY_EPOCH_MODEL, epoch=PROXY_SCORE_EPOCHS, allow_missing=True
+        ),
     log:
         f"{LOGS}/{PROXY}.log",
     benchmark:
@@ -21,6 +24,7 @@ rule proxies:
     shell:
         "python -m pipeline.stages.teachers --spec {params.spec:q} --threads {threads} "
         "--model-out {output.model:q} --epochs-out {output.epochs:q} "
+        "--epoch-models-out {output.epoch_models:q} "
         "--resume {params.resume:q} --checkpoint-every {resources.checkpoint_every} > {log:q} 2>&1"
 
 

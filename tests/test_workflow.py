@@ -178,7 +178,20 @@ def test_distillation_variants_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     results = tmp_path / "results" / "tiny_distill"
     summary = pd.read_parquet(results / "summary.parquet").set_index("distillation")
-    assert sorted(summary.index) == ["dkd", "kd_cached", "kd_pruned", "kd_pruned_shaped", "kd_reshaped", "labels", "vid"]
+    assert sorted(summary.index) == ["dkd", "kd_cached", "kd_infobatch", "kd_pruned", "kd_pruned_shaped", "kd_reshaped",
+                                     "labels", "vid"]
+    # about 10 % of the 600 training samples held out for validation: never scored or selected
+    scores = pd.read_parquet(results / "scores" / "random.parquet")
+    held_out = sorted(set(range(600)) - set(scores["sample_index"]))
+    assert len(scores) + len(held_out) == 600 and 50 <= len(held_out) <= 60  # floor(10 %) of each class
+    subset = pd.read_parquet(results / "subsets" / "random" / "hardest" / "keep0.5.parquet")
+    assert not set(subset["sample_index"]) & set(held_out)
+    assert (summary["n_train"] == len(subset)).all() and 260 < len(subset) < 280  # half of each class's remaining samples
+    assert summary["best_val_epoch"].isin([1, 2]).all() and summary["test_acc_at_best_val"].notna().all()
+    assert "at the epoch of the best validation accuracy" in (results / "study.md").read_text()
+    # InfoBatch really prunes: the second epoch trains on fewer than the kept samples
+    assert len(subset) < summary.loc["kd_infobatch", "sample_steps"] < 2 * len(subset)
+    assert summary.loc["kd_infobatch", "cost_fraction"] < summary.loc["kd_reshaped", "cost_fraction"]
     # KD from the pruned teacher's cached views: 2 views of the 600 samples, made once
     assert summary.loc["kd_cached", "teacher_outputs"] == "cached, 2 views"
     assert summary.loc["kd_pruned", "teacher_outputs"] == "online"
@@ -230,8 +243,8 @@ def test_cluster_resources_scale_with_model_and_data(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     jobs = job_resources(result.stdout)
     student = jobs["students", "scorer=el2n, selector=hardest, keep=0.3, distill=kd, seed=0"]
-    # 0.3 x 50,000 images x 240 epochs x (3 x resnet20 + resnet56 teacher forward) at 2 TFLOP/s, twice, + 15 min
-    flops = 0.3 * 50_000 * 240 * (3 * model_flops("resnet20", {}, 100, 3, 32) + model_flops("resnet56", {}, 100, 3, 32))
+    # 0.3 x 50,000 images x 200 epochs x (3 x resnet20 + resnet56 teacher forward) at 2 TFLOP/s, twice, + 15 min
+    flops = 0.3 * 50_000 * 200 * (3 * model_flops("resnet20", {}, 100, 3, 32) + model_flops("resnet56", {}, 100, 3, 32))
     assert int(student["runtime"]) == int(15 + 2 * flops / 2e12 / 60)
     assert student["gpu"] == "1"
     assert int(student["mem_mb"]) == 4096 + (3 * 50_000 * 3 * 32 * 32 >> 20)  # CIFAR held in memory, 3x

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pandas as pd
 
 from pipeline.cli import stage
@@ -31,13 +32,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     spec = args.spec
     scores, meta = read_table(args.scores)
-    if not (scores["sample_index"].to_numpy() == range(len(scores))).all():
+    index = scores["sample_index"].to_numpy()
+    if not (np.diff(index) > 0).all():  # every scored sample once, in canonical order (held-out ones left out)
         raise UserError(f"{args.scores} is not in canonical sample order")
     rng = numpy_generator(spec["seed"], "select", spec["selector"])
     selection = select_subset(spec["selector"], scores["score"].to_numpy(), scores["label"].to_numpy(),
                               spec["keep_fraction"], rng, spec["class_balanced"], spec.get("params"))
-    kept = selection.kept
-    table = pd.DataFrame({"sample_index": kept, "label": scores["label"].to_numpy()[kept], "scorer": meta["scorer"],
+    kept = index[selection.kept]  # positions in the table -> canonical sample indices
+    table = pd.DataFrame({"sample_index": kept, "label": scores["label"].to_numpy()[selection.kept], "scorer": meta["scorer"],
                           "selector": spec["selector"], "keep_fraction": float(spec["keep_fraction"])})
     print(f"kept {len(kept)} of {len(scores)} samples ({spec['selector']} by {meta['scorer']}, f = {spec['keep_fraction']}; "
           f"{selection.ties_at_cutoff} tied samples at the cut-off)")

@@ -9,7 +9,7 @@ from pipeline.config import base_teacher
 from pipeline.data import DATASET_SIZES
 from pipeline.flops import model_flops
 from pipeline.params import parse_params
-from pipeline.train import TrainConfig
+from pipeline.train import TrainConfig, planned_epochs
 
 GPU = 0 if config["device"] == "cpu" else 1
 DATA_SIZE = DATASET_SIZES.get(config["data"]["dataset"])
@@ -41,7 +41,9 @@ def forward_flops(entry):
 
 def images_trained(train, samples):
     cfg = parse_params(TrainConfig, train, "train")
-    return samples * cfg.epochs if cfg.steps is None else cfg.steps * cfg.batch_size
+    if cfg.steps is None:
+        return samples * planned_epochs(cfg, samples)  # (up to train.stop_after)
+    return cfg.steps * cfg.batch_size
 
 
 def training_minutes(entry, samples, teacher=None):
@@ -81,7 +83,12 @@ def pruned_teacher_runtime(wildcards):
 
 
 def proxy_runtime(wildcards):
-    return training_minutes(config["proxies"], N_TRAIN)
+    """Proxies scored early train only up to their last scoring epoch."""
+    proxies = config["proxies"]
+    if proxies["score_epochs"]:
+        train = {**proxies["train"], "stop_after": max(proxies["score_epochs"])}
+        proxies = {**proxies, "train": train}
+    return training_minutes(proxies, N_TRAIN)
 
 
 def scoring_runtime(wildcards):

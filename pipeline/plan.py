@@ -1,0 +1,70 @@
+"""What an experiment costs before it runs: ``python -m pipeline.plan CONFIG [CONFIG ...]``.
+
+For each config, a dry run of the whole workflow (``snakemake -n --forceall``) lists its jobs; the
+table gives their number per rule and the GPU-hours the cluster resources' FLOP model estimates
+(``workflow/rules/resources.smk``: model FLOPs x images trained, at an assumed 2 TFLOP/s). Each job's
+runtime limit there is 15 minutes + twice that estimate, so the estimate is read back from the
+limits as (runtime - 15) / 2 minutes per job and GPU: the same model, to within half a minute a job.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from pipeline.cli import stage
+from pipeline.errors import UserError
+
+SNAKEFILE = Path(__file__).resolve().parent.parent / "workflow" / "Snakefile"
+JOB = re.compile(r"^\s*(?:local)?rule (\w+):$")
+RESOURCES = re.compile(r"^\s*resources: (.*)$")
+
+
+def dry_run(config: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-n", "--forceall",
+                             "--configfile", config], capture_output=True, text=True)
+    if result.returncode:
+        raise UserError(f"the dry run of {config} failed: {(result.stderr or result.stdout).strip().splitlines()[-1]}")
+    return result.stdout
+
+
+def jobs(output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, resources) of every job a dry run lists, the target rule ``all`` left out."""
+    found, rule = [], None
+    for line in output.splitlines():
+        if m := JOB.match(line):
+            rule = m[1]
+        elif (m := RESOURCES.match(line)) and rule not in (None, "all"):
+            found.append((rule, dict(item.split("=", 1) for item in m[1].split(", "))))
+            rule = None
+    return found
+
+
+def gpu_hours(planned: list[tuple[str, dict[str, str]]]) -> float:
+    """The FLOP model's estimate summed over the jobs that ask for GPUs."""
+    minutes = sum(int(r.get("gpu", 0)) * max(int(r.get("runtime", 15)) - 15, 0) / 2 for _, r in planned)
+    return minutes / 60
+
+
+def row(config: str) -> str:
+    planned = jobs(dry_run(config))
+    counts = Counter(rule for rule, _ in planned)
+    per_rule = ", ".join(f"{n} {rule}" for rule, n in sorted(counts.items()))
+    return f"| `{config}` | {len(planned)} ({per_rule}) | {gpu_hours(planned):,.0f} |"
+
+
+@stage
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("configs", nargs="+", help="experiment configs")
+    args = p.parse_args(argv)
+    print("| config | jobs | estimated GPU-hours |\n|---|---|---|")
+    for config in args.configs:
+        print(row(config), flush=True)
+
+
+if __name__ == "__main__":
+    main()

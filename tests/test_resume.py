@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import tiny
 import torch
 
-from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.dynamics import Dynamics
 from pipeline.infobatch import InfoBatchConfig
 from pipeline.losses import build_loss
@@ -30,10 +30,7 @@ TIMING = ["seconds", "images_per_second"]
 
 @pytest.fixture(scope="module")
 def data():
-    g = torch.Generator().manual_seed(0)
-    split = lambda n: TensorSplit(torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8),  # noqa: E731
-                                  torch.arange(n) % 3, (0.5,), (0.25,))
-    return Dataset("tiny", split(40), split(6), 3, 1, Augment(crop_padding=1, flip=True))
+    return tiny.random_dataset(40)
 
 
 SETTINGS = {

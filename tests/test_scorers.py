@@ -1,4 +1,4 @@
-"""Scorers, the training-dynamics record and the scores stage's inputs, against hand-derived values
+"""Scorers and the scores stage's inputs, against hand-derived values
 and independent autograd on tiny fixtures. Scorers get loaded objects in a ``ScoringContext``; the
 stage (``pipeline.stages.scores``) loads the files, which its own tests below cover."""
 from __future__ import annotations
@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import CPU, TRAIN_LABELS, context, inputs, make_model
 
 from pipeline.checkpoints import save_model, save_train_logits
-from pipeline.dynamics import Dynamics, margins
 from pipeline.errors import UserError
 from pipeline.inference import predict, predict_with_features
 from pipeline.io import write_table
-from pipeline.models import build_model
 from pipeline.scorers import SCORERS, build_scorer
 from pipeline.scorers.aum import aum
 from pipeline.scorers.el2n import el2n
@@ -26,34 +25,15 @@ from pipeline.scorers.forgetting import Forgetting, forgetting_counts
 from pipeline.scorers.grand import GraNd, full_grad_norm, last_layer_grad_norm
 from pipeline.scorers.least_confidence import least_confidence_score
 from pipeline.scorers.margin import margin_score
-from pipeline.seeding import seeded_init
 from pipeline.stages.scores import MISSING, load_needs, score_at_largest_batch
-from tiny import CPU, MEAN, STD, TRAIN_LABELS, context
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
-
-
-def make_model(seed=7):
-    """A width-2 CNN for the tiny data (3 classes, 1 channel), in eval mode."""
-    with seeded_init(seed, "test-model"):
-        model = build_model("cnn", 3, 1, width=2)
-    g = torch.Generator().manual_seed(seed)
-    for module in model.modules():  # non-trivial running statistics, so eval vs train mode matters
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=g) * 0.5)
-            module.running_var.copy_(torch.rand(module.running_var.shape, generator=g) + 0.5)
-    return model.eval()
 
 
 def save(path, model, fingerprint):
     save_model(path, model, {"model": "cnn", "model_args": {"width": 2}, "num_classes": 3, "in_channels": 1,
                              "dataset_fingerprint": fingerprint, "test_acc": 0.5})
     return path
-
-
-def inputs(split):
-    """The normalised un-augmented images, computed independently of ``split.batches``."""
-    return (split.images.float() / 255 - MEAN[0]) / STD[0]
 
 
 def autograd_norms(model, split, parameters):
@@ -109,53 +89,6 @@ def test_forgetting_counts():
     assert forgetting_counts(CORRECT).dtype == np.float64
     # one presentation: no transitions; never learned -> 1 presentation
     assert forgetting_counts(np.array([[True], [False]])).tolist() == [0, 1]
-
-
-# ------------------------------------------------------------------ margins and dynamics
-
-
-def test_margins_hand_values():
-    logits = torch.tensor([[3.0, 1.0, 2.0], [1.0, 4.0, 2.0], [2.0, 2.0, 0.0], [-1.0, -3.0, -2.0]])
-    labels = torch.tensor([0, 0, 1, 2])
-    # row 0: label is the max: 3 - max(1, 2) = 1
-    # row 1: label not the max: 1 - max(4, 2) = -3
-    # row 2: tie with another class: 2 - max(2, 0) = 0
-    # row 3: negative logits: -2 - max(-1, -3) = -1
-    assert margins(logits, labels).tolist() == [1.0, -3.0, 0.0, -1.0]
-
-
-def test_dynamics_long_table():
-    labels = torch.tensor([0, 1, 2])
-    dyn = Dynamics(num_samples=3, epochs=3, device=CPU)  # epoch 2 never recorded
-    # epoch 0, shuffled batches [2, 0] then [1]
-    dyn.update(0, torch.tensor([[1.0, 0.0, 3.0], [0.5, 2.0, 1.0]]), labels[[2, 0]], torch.tensor([2, 0]))
-    dyn.update(0, torch.tensor([[1.0, 1.5, -1.0]]), labels[[1]], torch.tensor([1]))
-    # epoch 1, batches [1, 2] then [0]
-    dyn.update(1, torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.25]]), labels[[1, 2]], torch.tensor([1, 2]))
-    dyn.update(1, torch.tensor([[4.0, 1.0, 3.0]]), labels[[0]], torch.tensor([0]))
-    frame = dyn.to_frame()  # epochs numbered from 1, as in the per-epoch metrics
-    assert list(frame.columns) == ["sample_index", "epoch", "correct", "margin"]
-    # (epoch, sample): logits, label -> correct (argmax == label), margin z_y - max_{k!=y} z_k
-    #   (0, 0): [0.5, 2, 1], y=0 -> False, 0.5 - 2 = -1.5
-    #   (0, 1): [1, 1.5, -1], y=1 -> True, 1.5 - 1 = 0.5
-    #   (0, 2): [1, 0, 3], y=2 -> True, 3 - 1 = 2
-    #   (1, 0): [4, 1, 3], y=0 -> True, 4 - 3 = 1
-    #   (1, 1): [2, 0, 0], y=1 -> False, 0 - 2 = -2
-    #   (1, 2): [0, 0, 0.25], y=2 -> True, 0.25 - 0 = 0.25
-    expected = pd.DataFrame(
-        {
-            "sample_index": [0, 1, 2, 0, 1, 2],
-            "epoch": np.array([1, 1, 1, 2, 2, 2], dtype="int32"),
-            "correct": [False, True, True, True, False, True],
-            "margin": np.array([-1.5, 0.5, 2.0, 1.0, -2.0, 0.25], dtype="float32"),
-        }
-    )
-    pd.testing.assert_frame_equal(frame, expected, check_dtype=False)
-    assert frame["epoch"].dtype == np.int32
-    assert frame["correct"].dtype == bool
-    # the Forgetting scorer's view of it: sample 0 [F, T] -> 0, 1 [T, F] -> 1, 2 [T, T] -> 0
-    pivot = frame.pivot(index="sample_index", columns="epoch", values="correct").sort_index()
-    assert forgetting_counts(pivot.to_numpy(dtype=bool)).tolist() == [0, 1, 0]
 
 
 # ------------------------------------------------------------------ forgetting scorer
@@ -243,30 +176,6 @@ def test_el2n_scorer_averages_the_proxies(data):
     assert not np.allclose(per_proxy[0], per_proxy[1])
     # ||p - e_y||_2 lies in [0, sqrt(2)]
     assert np.isfinite(scores).all() and (scores >= 0).all() and (scores <= math.sqrt(2)).all()
-
-
-# ------------------------------------------------------------------ features hook
-
-
-def test_predict_with_features(data):
-    model = make_model()
-    logits, features = predict_with_features(model, data.train, 4, CPU)  # batches of 4 and 2
-    assert logits.dtype == features.dtype == torch.float32
-    assert features.shape == (6, 8)  # 4 * width
-    with torch.no_grad():
-        h = model.features(inputs(data.train))
-        np.testing.assert_allclose(features.numpy(), h.numpy(), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(logits.numpy(), model.classifier(h).numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(logits.numpy(), predict(model, data.train, 4, CPU).numpy())
-    assert not model.classifier._forward_pre_hooks  # the hook is gone
-
-
-def test_predict_with_features_removes_hook_on_error(data):
-    model = make_model()
-    model.classifier.register_forward_hook(lambda *args: 1 / 0)
-    with pytest.raises(ZeroDivisionError):
-        predict_with_features(model, data.train, 4, CPU)
-    assert not model.classifier._forward_pre_hooks
 
 
 # ------------------------------------------------------------------ grand

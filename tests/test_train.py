@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+import tiny
 import torch
 
-from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.errors import UserError
 from pipeline.inference import evaluate
 from pipeline.infobatch import InfoBatchConfig
@@ -21,10 +21,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def data():
-    g = torch.Generator().manual_seed(0)
-    split = lambda n: TensorSplit(torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8),  # noqa: E731
-                                  torch.arange(n) % 3, (0.5,), (0.25,))
-    return Dataset("tiny", split(24), split(6), 3, 1, Augment(crop_padding=1, flip=True))
+    return tiny.random_dataset(24)
 
 
 def train(data, seed, infobatch=None, epochs=2):

@@ -95,31 +95,17 @@ def _resnet(depth: int, default_widths: tuple[int, int, int, int], num_classes: 
     return CifarResNet(depth, widths, num_classes, in_channels, params.block_widths)
 
 
-@MODELS.register("resnet20", Params)
-def resnet20(num_classes: int, in_channels: int, params: Params) -> nn.Module:
-    return _resnet(20, _SMALL, num_classes, in_channels, params)
+# Each variant's depth and default stream widths.
+VARIANTS = {"resnet20": (20, _SMALL), "resnet32": (32, _SMALL), "resnet56": (56, _SMALL), "resnet110": (110, _SMALL),
+            "resnet8x4": (8, _WIDE), "resnet32x4": (32, _WIDE)}
 
 
-@MODELS.register("resnet32", Params)
-def resnet32(num_classes: int, in_channels: int, params: Params) -> nn.Module:
-    return _resnet(32, _SMALL, num_classes, in_channels, params)
+def _builder(depth: int, default_widths: tuple[int, int, int, int]):
+    def build(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+        return _resnet(depth, default_widths, num_classes, in_channels, params)
+
+    return build
 
 
-@MODELS.register("resnet56", Params)
-def resnet56(num_classes: int, in_channels: int, params: Params) -> nn.Module:
-    return _resnet(56, _SMALL, num_classes, in_channels, params)
-
-
-@MODELS.register("resnet110", Params)
-def resnet110(num_classes: int, in_channels: int, params: Params) -> nn.Module:
-    return _resnet(110, _SMALL, num_classes, in_channels, params)
-
-
-@MODELS.register("resnet8x4", Params)
-def resnet8x4(num_classes: int, in_channels: int, params: Params) -> nn.Module:
-    return _resnet(8, _WIDE, num_classes, in_channels, params)
-
-
-@MODELS.register("resnet32x4", Params)
-def resnet32x4(num_classes: int, in_channels: int, params: Params) -> nn.Module:
-    return _resnet(32, _WIDE, num_classes, in_channels, params)
+for _name, (_depth, _widths) in VARIANTS.items():
+    MODELS.register(_name, Params)(_builder(_depth, _widths))

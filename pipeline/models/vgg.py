@@ -66,10 +66,13 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 
 
-_VGG8 = [[64], [128], [256], [512], [512]]
-_VGG11 = [[64], [128], [256, 256], [512, 512], [512, 512]]
-_VGG13 = [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]]
-_VGG19 = [[64, 64], [128, 128], [256, 256, 256, 256], [512, 512, 512, 512], [512, 512, 512, 512]]
+# Each variant's convolution widths per block (RepDistiller's cfg).
+VARIANTS = {
+    "vgg8": [[64], [128], [256], [512], [512]],
+    "vgg11": [[64], [128], [256, 256], [512, 512], [512, 512]],
+    "vgg13": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    "vgg19": [[64, 64], [128, 128], [256, 256, 256, 256], [512, 512, 512, 512], [512, 512, 512, 512]],
+}
 
 
 @dataclass(frozen=True)
@@ -78,21 +81,12 @@ class Params:
     pool3: bool = False  # max-pool after block3 at every input size, as prune-then-distill's VGG (default: 64x64 inputs only)
 
 
-@MODELS.register("vgg8", Params)
-def vgg8(num_classes: int, in_channels: int, params: Params) -> nn.Module:
-    return VGG(_VGG8, num_classes, in_channels, params.widths, params.pool3)
+def _builder(cfg: list[list[int]]):
+    def build(num_classes: int, in_channels: int, params: Params) -> nn.Module:
+        return VGG(cfg, num_classes, in_channels, params.widths, params.pool3)
+
+    return build
 
 
-@MODELS.register("vgg11", Params)
-def vgg11(num_classes: int, in_channels: int, params: Params) -> nn.Module:
-    return VGG(_VGG11, num_classes, in_channels, params.widths, params.pool3)
-
-
-@MODELS.register("vgg13", Params)
-def vgg13(num_classes: int, in_channels: int, params: Params) -> nn.Module:
-    return VGG(_VGG13, num_classes, in_channels, params.widths, params.pool3)
-
-
-@MODELS.register("vgg19", Params)
-def vgg19(num_classes: int, in_channels: int, params: Params) -> nn.Module:
-    return VGG(_VGG19, num_classes, in_channels, params.widths, params.pool3)
+for _name, _cfg in VARIANTS.items():
+    MODELS.register(_name, Params)(_builder(_cfg))

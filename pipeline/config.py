@@ -139,9 +139,9 @@ def _check_components(config: dict[str, Any]) -> None:
         # normalised to {"scorers": [...], "params": {...}}
         entry = {"scorers": entry} if isinstance(entry, list) else entry
         params = {k: v for k, v in entry.items() if k != "scorers"}
-        SELECTORS.params(selector, params, f"selection.selectors.{selector}")
+        cutoff = getattr(SELECTORS.params(selector, params, f"selection.selectors.{selector}"), "cutoff_scorer", None)
         selection["selectors"][selector] = {"scorers": entry["scorers"], "params": params}
-        for scorer in entry["scorers"]:
+        for scorer in [*entry["scorers"], *([cutoff] if cutoff else [])]:
             if scorer not in config["scorers"]:
                 raise UserError(
                     f"config error in selection.selectors.{selector}: scorer {scorer!r} is not configured "

@@ -63,7 +63,7 @@ BAD = [
     ("proxies.rounds", 3, "config error in proxies: unknown key 'rounds'; allowed: model, model_args, runs, score_epochs, seed"),
     ("scorers.forgetting", {"never_learned": "sometimes"}, "never_learned must be 'max' or 'zero', got 'sometimes'"),
     ("selection.selectors", {"hardst": ["random"]}, "unknown selector 'hardst'; known: easiest, hardest, medium, random, stratified"),
-    ("selection.selectors", {"stratified": {"scorers": ["el2n"], "betta": 0.1}}, "unknown parameter 'betta' for selector 'stratified'; allowed: ties, beta, strata"),
+    ("selection.selectors", {"stratified": {"scorers": ["el2n"], "betta": 0.1}}, "unknown parameter 'betta' for selector 'stratified'; allowed: ties, beta, strata, cutoff_scorer"),
     ("selection.selectors", {"stratified": {"scorers": ["el2n"], "beta": 1.5}}, "stratified: beta (hard cutoff share) must be a number in [0, 1), got 1.5"),
     ("distillation.kd.infobatch", {"rate": 0.5}, "config error in distillation.kd.infobatch: unknown key 'rate'; allowed: delta, exact, ratio"),
     ("distillation.kd.infobatch", {"ratio": 1.0}, "infobatch ratio must be in [0, 1), got 1.0"),
@@ -223,3 +223,12 @@ def test_a_validation_split_for_what_needs_one():
     config["report"] = {"metric": "test_acc_at_best_val"}
     validated = validate_config(config)
     assert validated["data"]["validation_stratified"] is True and validated["data"]["validation_seed"] == 0
+
+
+def test_a_cutoff_scorer_must_be_configured():
+    config = copy.deepcopy(DEFAULT)
+    config["selection"]["selectors"]["stratified"] = {"scorers": ["el2n"], "beta": 0.1, "cutoff_scorer": "aum"}
+    assert validate_config(config)["selection"]["selectors"]["stratified"]["params"]["cutoff_scorer"] == "aum"
+    config["selection"]["selectors"]["stratified"]["cutoff_scorer"] = "auc"
+    with pytest.raises(UserError, match="^config error in selection.selectors.stratified: scorer 'auc' is not configured"):
+        validate_config(config)

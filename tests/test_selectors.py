@@ -473,7 +473,7 @@ def test_unknown_parameter_in_config_is_one_line():
     with pytest.raises(UserError) as info:
         SELECTORS.params("stratified", {"betta": 0.1}, "selection.selectors.stratified")
     assert str(info.value) == ("config error in selection.selectors.stratified: unknown parameter 'betta' for "
-                               "selector 'stratified'; allowed: ties, beta, strata")
+                               "selector 'stratified'; allowed: ties, beta, strata, cutoff_scorer")
     with pytest.raises(UserError, match=r"^unknown selector 'hardst'; known: easiest, hardest, medium, random, stratified$"):
         SELECTORS.params("hardst", {}, "selection.selectors.hardst")
     with pytest.raises(UserError, match=r"^selector 'stratified' params must be a mapping of names to values, got \[0\.1\]$"):
@@ -481,11 +481,11 @@ def test_unknown_parameter_in_config_is_one_line():
 
 
 def test_unknown_parameter_names_the_allowed_ones():
-    with pytest.raises(UserError, match=r"unknown parameter 'betta' for selector 'stratified'; allowed: ties, beta, strata"):
+    with pytest.raises(UserError, match=r"unknown parameter 'betta' for selector 'stratified'; allowed: ties, beta, strata, cutoff_scorer"):
         select_subset("stratified", SCORES, LABELS, 0.5, rng(), params={"betta": 0.1})
     with pytest.raises(UserError, match=r"unknown parameter 'beta' for selector 'hardest'; allowed: ties$"):
         select_subset("hardest", SCORES, LABELS, 0.5, rng(), params={"beta": 0.1})
-    with pytest.raises(UserError, match=r"'rounds', 'x'.*allowed: ties, beta, strata"):
+    with pytest.raises(UserError, match=r"'rounds', 'x'.*allowed: ties, beta, strata, cutoff_scorer"):
         select_subset("stratified", SCORES, LABELS, 0.5, rng(), params={"x": 1, "beta": 0.0, "rounds": 2})
     # no parameters, None or {} are all the defaults
     for params in (None, {}):
@@ -875,3 +875,21 @@ def test_subset_stage_rejects_non_canonical_order(tmp_path, capsys):
         run_subset(path, tmp_path / "out.parquet")
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_stratified_cuts_by_another_scorer_when_asked():
+    """CCS's code cuts the hardest by AUM and stratifies by the selection's scores: with beta 0.2 of
+    6 samples (floor(1.2) = 1) the one cut is the highest cutoff score (sample 0), not the highest score (sample 5);
+    k = 5 then keeps all that remain."""
+    scores, labels = np.arange(6.0), np.zeros(6, dtype=int)
+    cutoff = np.array([5.0, 0, 0, 0, 0, 0])
+    rng = np.random.default_rng(0)
+    by_cutoff = select_subset("stratified", scores, labels, 5 / 6, rng, False, {"beta": 0.2, "cutoff_scorer": "aum"},
+                              cutoff_scores=cutoff)
+    assert by_cutoff.kept.tolist() == [1, 2, 3, 4, 5]
+    own = select_subset("stratified", scores, labels, 5 / 6, np.random.default_rng(0), False, {"beta": 0.2})
+    assert own.kept.tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(UserError, match="cutoff scores are given exactly when cutoff_scorer names a scorer"):
+        select_subset("stratified", scores, labels, 0.5, rng, False, {"beta": 0.1, "cutoff_scorer": "aum"})  # no scores
+    with pytest.raises(UserError, match="cutoff scores are given exactly when cutoff_scorer names a scorer"):
+        select_subset("hardest", scores, labels, 0.5, rng, False, {}, cutoff_scores=cutoff)

@@ -89,6 +89,19 @@ def test_proxies_scored_early_keep_their_models_at_the_scoring_epochs(tmp_path):
         assert re.search(rf"--proxies \S+/run0/model_epoch{epoch}\.pt \S+/run1/model_epoch{epoch}\.pt ", command)
 
 
+def test_a_selector_cutting_by_another_scorer_reads_its_scores(tmp_path):
+    config = tmp_path / "ccs.yaml"
+    config.write_text(TINY.read_text().replace("stratified: {scorers: [el2n], beta: 0.1, strata: 5}",
+                                               "stratified: {scorers: [el2n], beta: 0.1, strata: 5, cutoff_scorer: aum}"))
+    result = snakemake(tmp_path, "-n", "-p", "--configfile", str(config))
+    assert result.returncode == 0, result.stdout[-3000:]
+    commands = [line for line in result.stdout.splitlines() if "pipeline.stages.subsets" in line]
+    ccs = [c for c in commands if "/stratified/" in c]
+    assert len(ccs) == 2 and all("--scores results/tiny/scores/el2n.parquet --cutoff-scores results/tiny/scores/aum.parquet"
+                                 in c for c in ccs)
+    assert not any("--cutoff-scores" in c for c in commands if "/stratified/" not in c)
+
+
 def test_misspelt_key_stops_the_workflow_with_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY.read_text().replace("train_limit", "train_limt"))

@@ -126,11 +126,13 @@ def select_subset(
     rng: np.random.Generator,
     class_balanced: bool = True,
     params: Mapping | None = None,
+    cutoff_scores: np.ndarray | None = None,
 ) -> Selection:
     """The kept samples (sorted canonical indices), the tied samples the cut-offs split (summed over
     the classes when class-balanced) and the Params used. ``scores[i]`` and ``labels[i]`` belong to
     sample ``i``; ``params`` are the selector's parameters, as a config entry (unknown names are a
-    UserError) or its Params."""
+    UserError) or its Params; ``cutoff_scores[i]``, another scorer's score of sample ``i``, for a
+    selector whose ``cutoff_scorer`` names one (``stratified``)."""
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     if not 0 < keep_fraction <= 1:
         raise UserError(f"keep fraction must be in (0, 1], got {keep_fraction}")
@@ -141,6 +143,9 @@ def select_subset(
         raise UserError(f"keep fraction {keep_fraction} of {len(scores)} samples keeps none; allowed: f >= {0.5 / len(scores):.2g}")
     pick = SELECTORS.get(selector)
     params = SELECTORS.params(selector, params)
+    if (getattr(params, "cutoff_scorer", None) is None) != (cutoff_scores is None):
+        raise UserError(f"selector {selector!r}: cutoff scores are given exactly when cutoff_scorer names a scorer")
+    extra = {} if cutoff_scores is None else {"cutoff_scores": np.asarray(cutoff_scores, dtype=np.float64)}
     indices = np.arange(len(scores))
     if class_balanced:
         budgets = class_budgets(labels, keep_fraction)
@@ -152,7 +157,8 @@ def select_subset(
         if k > len(group):
             where = f"of class {c}, which has only {len(group)}" if class_balanced else f"of the {len(group)} samples"
             raise UserError(f"selector {selector!r} asked for {k} samples {where}")
-        picked.append(_check_picked(selector, pick(scores[group], group, k, rng, params), group, k))
+        group_extra = {name: values[group] for name, values in extra.items()}
+        picked.append(_check_picked(selector, pick(scores[group], group, k, rng, params, **group_extra), group, k))
     kept = np.sort(np.concatenate([p.kept for p in picked]))
     return Selection(kept, sum(p.ties_at_cutoff for p in picked), params)
 

@@ -3,7 +3,8 @@ then sample evenly across the score range so that the subset covers easy and har
 
 Within the group of n samples (one class when class-balanced):
 
-1. Hard cutoff: drop the floor(beta * n) hardest samples (highest scores, equal scores ordered
+1. Hard cutoff: drop the floor(beta * n) hardest samples (highest scores, or with ``cutoff_scorer``
+   the highest scores of that other scorer, as CCS's code cuts by AUM; equal scores ordered
    as ``ties`` says, as ``hardest`` orders them; beta read as the decimal written, so 0.29 * 100
    is 29). If fewer than k samples remain, that is a UserError. ``ties_at_cutoff`` counts the tied
    samples this cutoff splits (the strata below are sampled at random by design, so the ties
@@ -67,6 +68,8 @@ def allocate(sizes: np.ndarray, budget: int) -> np.ndarray:
 class Params(OrderParams):
     beta: float = 0.0  # share of the hardest samples of a group dropped first (CCS's hard cutoff), in [0, 1)
     strata: int = 50  # S: equal-width strata of the remaining score range (CCS: 50)
+    # a configured scorer whose scores decide the hard cutoff (CCS cuts by AUM); None: the selection's own
+    cutoff_scorer: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -78,9 +81,11 @@ class Params(OrderParams):
 
 
 @SELECTORS.register("stratified", Params)
-def stratified(scores, indices, k, rng, params: Params = Params()):
+def stratified(scores, indices, k, rng, params: Params = Params(), cutoff_scores=None):
+    """``cutoff_scores``: the ``cutoff_scorer``'s scores of the same samples."""
     beta, strata = params.beta, params.strata
     scores, indices = np.asarray(scores, dtype=np.float64), np.asarray(indices)
+    cutoff_scores = scores if cutoff_scores is None else np.asarray(cutoff_scores, dtype=np.float64)
     n = len(indices)
     cut = math.floor(Fraction(str(beta)) * n)
     if n - cut < k:
@@ -88,8 +93,8 @@ def stratified(scores, indices, k, rng, params: Params = Params()):
             f"stratified: the hard cutoff beta = {beta} drops {cut} of n = {n} samples, "
             f"which leaves too few ({n - cut}) for the budget k = {k}"
         )
-    hard = order_by_score(scores, np.arange(n), True, params.ties, rng)[:cut] if cut else np.arange(0)
-    ties = split_ties(scores, np.isin(np.arange(n), hard))
+    hard = order_by_score(cutoff_scores, np.arange(n), True, params.ties, rng)[:cut] if cut else np.arange(0)
+    ties = split_ties(cutoff_scores, np.isin(np.arange(n), hard))
     keep = np.setdiff1d(np.arange(n), hard)  # positions in the group, ascending
     scores, indices = scores[keep], indices[keep]
     if k == 0:

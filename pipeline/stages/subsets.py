@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.cli import stage
 from pipeline.errors import UserError
-from pipeline.io import read_table, stable_hash, write_table
+from pipeline.io import read_table, require_same_data, stable_hash, write_table
 from pipeline.params import params_dict
 from pipeline.seeding import numpy_generator
 from pipeline.selectors import select_subset
@@ -28,6 +28,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--spec", required=True, type=json.loads)
     p.add_argument("--scores", required=True)
+    p.add_argument("--cutoff-scores", default=None, help="the cutoff_scorer's score table (stratified)")
     p.add_argument("--output", required=True)
     args = p.parse_args(argv)
     spec = args.spec
@@ -35,9 +36,16 @@ def main(argv=None):
     index = scores["sample_index"].to_numpy()
     if not (np.diff(index) > 0).all():  # every scored sample once, in canonical order (held-out ones left out)
         raise UserError(f"{args.scores} is not in canonical sample order")
+    cutoff = None
+    if args.cutoff_scores is not None:
+        table, cutoff_meta = read_table(args.cutoff_scores)
+        require_same_data(args.cutoff_scores, cutoff_meta["dataset_fingerprint"], meta["dataset_fingerprint"])
+        if not np.array_equal(table["sample_index"].to_numpy(), index):
+            raise UserError(f"{args.cutoff_scores} scores other samples than {args.scores}")
+        cutoff = table["score"].to_numpy()
     rng = numpy_generator(spec["seed"], "select", spec["selector"])
     selection = select_subset(spec["selector"], scores["score"].to_numpy(), scores["label"].to_numpy(),
-                              spec["keep_fraction"], rng, spec["class_balanced"], spec.get("params"))
+                              spec["keep_fraction"], rng, spec["class_balanced"], spec.get("params"), cutoff)
     kept = index[selection.kept]  # positions in the table -> canonical sample indices
     table = pd.DataFrame({"sample_index": kept, "label": scores["label"].to_numpy()[selection.kept], "scorer": meta["scorer"],
                           "selector": spec["selector"], "keep_fraction": float(spec["keep_fraction"])})

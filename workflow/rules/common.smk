@@ -230,6 +230,17 @@ def proxy_models(epoch):
     return expand(PROXY_EPOCH_MODEL, run=runs, epoch=epoch)
 
 
+def subset_inputs(wildcards):
+    """The scorer's scores, and the cutoff scorer's for a selector that cuts by another (CCS)."""
+    files = {"scores": expand(rules.scores.output.scores, scorer=wildcards.scorer)[0]}
+    cutoff = config["selection"]["selectors"][wildcards.selector]["params"].get(
+        "cutoff_scorer"
+    )
+    if cutoff:
+        files["cutoff"] = expand(rules.scores.output.scores, scorer=cutoff)[0]
+    return files
+
+
 def all_scores(wildcards):
     return expand(rules.scores.output.scores, scorer=config["scorers"])
 
@@ -332,6 +343,15 @@ def score_arguments(wildcards, input):
             files = [value] if isinstance(value, str) else value
             parts.extend([option, *map(shlex.quote, files)])
     return " ".join(parts)
+
+
+def cutoff_argument(wildcards, input):
+    """--cutoff-scores for a subset job given the cutoff scorer's scores."""
+    return (
+        f"--cutoff-scores {shlex.quote(input.cutoff)}"
+        if "cutoff" in input.keys()
+        else ""
+    )
 
 
 def student_teacher_arguments(wildcards, input):

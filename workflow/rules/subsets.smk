@@ -1,7 +1,7 @@
 # One subset per (scorer, selector, keep fraction): the kept samples' indices.
 rule subsets:
     input:
-        scores=rules.scores.output.scores,
+        unpack(subset_inputs),
     output:
         subset=f"{RESULTS}/{SUBSET}.parquet",
     log:
@@ -17,6 +17,7 @@ rule subsets:
         **CPU_JOB,
     params:
         spec=subset_spec,
+        cutoff=cutoff_argument,
     shell:
         "python -m pipeline.stages.subsets --spec {params.spec:q} --scores {input.scores:q} "
-        "--output {output.subset:q} > {log:q} 2>&1"
+        "{params.cutoff} --output {output.subset:q} > {log:q} 2>&1"

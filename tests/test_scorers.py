@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny import CPU, TRAIN_LABELS, context, inputs, make_model
+from tiny import CPU, MEAN, STD, TRAIN_LABELS, context, inputs, make_model
 
 from pipeline.checkpoints import save_model, save_train_logits
+from pipeline.data.splits import apply_views, random_views
 from pipeline.errors import UserError
 from pipeline.inference import predict, predict_with_features
 from pipeline.io import write_table
@@ -25,6 +26,7 @@ from pipeline.scorers.forgetting import Forgetting, forgetting_counts
 from pipeline.scorers.grand import GraNd, full_grad_norm, last_layer_grad_norm
 from pipeline.scorers.least_confidence import least_confidence_score
 from pipeline.scorers.margin import margin_score
+from pipeline.seeding import torch_generator
 from pipeline.stages.scores import MISSING, load_needs, score_at_largest_batch
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
@@ -339,7 +341,8 @@ def test_scorer_params_from_the_registry():
     assert build_scorer("forgetting", {"never_learned": "zero"}).params_dict() == {"never_learned": "zero"}
     assert build_scorer("grand").params_dict() == {"epoch": None, "mode": "last_layer", "chunk_size": 64}
     assert build_scorer("el2n").params_dict() == {"epoch": None}
-    assert build_scorer("margin").params_dict() == {}
+    assert build_scorer("margin").params_dict() == {"view": "clean", "view_seed": 0}
+    assert build_scorer("random").params_dict() == {}
 
 
 def test_unknown_scorer_parameter():
@@ -444,3 +447,21 @@ def test_scoring_halves_the_batch_until_it_fits(data):
     with pytest.raises(torch.cuda.OutOfMemoryError):
         score_at_largest_batch(never, replace(context(data), batch_size=4))
     assert never.tried == [4, 2, 1]
+
+
+def test_teacher_output_scorers_on_one_seeded_augmented_view(data):
+    """view: augmented scores the teacher's logits on one seeded random crop and flip of every
+    sample (MDSLR's one pass over its training loader), computed here by hand."""
+    teacher = make_model()
+    clean, augmented = build_scorer("teacher_ce"), build_scorer("teacher_ce", {"view": "augmented", "view_seed": 10})
+    assert clean.needs == {"teacher_logits"} and augmented.needs == {"teacher"}
+    views = random_views(len(data.train), data.augment, torch_generator(10, "scoring_view"))
+    images = apply_views(data.train.images, data.augment, views).float().div(255).sub(MEAN[0]).div(STD[0])
+    with torch.no_grad():
+        expected = F.cross_entropy(teacher(images).double(), data.train.labels, reduction="none").numpy()
+    np.testing.assert_allclose(augmented.score(context(data, teacher=teacher)), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected, clean.score(context(data, teacher_logits=predict(teacher, data.train, 4, CPU))))
+    for name in ("entropy", "margin", "least_confidence"):
+        assert build_scorer(name, {"view": "augmented"}).needs == {"teacher"}
+    with pytest.raises(UserError, match="view must be 'clean' or 'augmented', got 'flipped'"):
+        build_scorer("teacher_ce", {"view": "flipped"})

@@ -16,9 +16,13 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from pipeline.data import Dataset
+from pipeline.data import Dataset, TensorSplit
+from pipeline.data.splits import random_views
+from pipeline.errors import UserError
+from pipeline.inference import predict
 from pipeline.params import params_dict
 from pipeline.registry import Registry
+from pipeline.seeding import torch_generator
 
 SCORERS: Registry = Registry("scorer")
 
@@ -77,6 +81,42 @@ class Scorer:
 
     def params_dict(self) -> dict[str, Any]:
         return params_dict(self.params)
+
+
+@dataclass(frozen=True)
+class ViewParams:
+    """The parameters of a scorer of the reference teacher's outputs."""
+
+    # "clean": the teacher's logits on the un-augmented images (computed once by the teacher job);
+    # "augmented": on one seeded augmented view of every sample (random crop and flip, the
+    # dataset's training augmentation), as MDSLR scores its teacher's CE on one pass of the
+    # training loader
+    view: str = "clean"
+    view_seed: int = 0  # the seed of the augmented view (MDSLR: 10 for trial 1)
+
+    def __post_init__(self):
+        if self.view not in ("clean", "augmented"):
+            raise UserError(f"view must be 'clean' or 'augmented', got {self.view!r}")
+
+
+class TeacherOutputScorer(Scorer):
+    """A score from the reference teacher's logits (``logits``): on the clean images it reads the
+    teacher job's training-set logits, on an augmented view it runs the teacher itself."""
+
+    Params = ViewParams
+
+    def __init__(self, name: str, params: Any = None):
+        super().__init__(name, params)
+        self.needs = frozenset({"teacher_logits" if self.params.view == "clean" else "teacher"})
+
+    def logits(self, ctx: ScoringContext) -> torch.Tensor:
+        if self.params.view == "clean":
+            return ctx.teacher_logits
+        train = ctx.data.train
+        if not isinstance(train, TensorSplit):
+            raise UserError(f"{self.name} view: augmented needs a dataset held in memory; {ctx.data.name} is streamed")
+        views = random_views(len(train), ctx.data.augment, torch_generator(self.params.view_seed, "scoring_view"))
+        return predict(ctx.teacher, train, ctx.batch_size, ctx.device, views=views, augment=ctx.data.augment)
 
 
 def build_scorer(name: str, params: dict[str, Any] | None = None, where: str | None = None) -> Scorer:

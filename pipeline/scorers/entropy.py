@@ -1,12 +1,12 @@
-"""Predictive entropy of the trained full-data teacher on the un-augmented sample,
-H(p) = -sum_k p_k ln p_k with p = softmax(z_t) (natural log): an uncertainty score, higher =
-harder, in [0, ln K]."""
+"""Predictive entropy of the trained full-data teacher on the un-augmented sample (or a seeded
+augmented view: ``view``), H(p) = -sum_k p_k ln p_k with p = softmax(z_t) (natural log): an
+uncertainty score, higher = harder, in [0, ln K]."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from pipeline.scorers import SCORERS, Scorer
+from pipeline.scorers import SCORERS, TeacherOutputScorer
 
 
 def entropy_score(logits: torch.Tensor) -> torch.Tensor:
@@ -15,8 +15,6 @@ def entropy_score(logits: torch.Tensor) -> torch.Tensor:
 
 
 @SCORERS.register("entropy")
-class Entropy(Scorer):
-    needs = frozenset({"teacher_logits"})
-
+class Entropy(TeacherOutputScorer):
     def score(self, ctx):
-        return entropy_score(ctx.teacher_logits).numpy()
+        return entropy_score(self.logits(ctx)).numpy()

@@ -1,11 +1,12 @@
-"""Least confidence of the trained full-data teacher on the un-augmented sample, 1 - max_k p_k
-with p = softmax(z_t): an uncertainty score, higher = harder, in [0, 1 - 1/K]."""
+"""Least confidence of the trained full-data teacher on the un-augmented sample (or a seeded
+augmented view: ``view``), 1 - max_k p_k with p = softmax(z_t): an uncertainty score, higher =
+harder, in [0, 1 - 1/K]."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from pipeline.scorers import SCORERS, Scorer
+from pipeline.scorers import SCORERS, TeacherOutputScorer
 
 
 def least_confidence_score(logits: torch.Tensor) -> torch.Tensor:
@@ -13,8 +14,6 @@ def least_confidence_score(logits: torch.Tensor) -> torch.Tensor:
 
 
 @SCORERS.register("least_confidence")
-class LeastConfidence(Scorer):
-    needs = frozenset({"teacher_logits"})
-
+class LeastConfidence(TeacherOutputScorer):
     def score(self, ctx):
-        return least_confidence_score(ctx.teacher_logits).numpy()
+        return least_confidence_score(self.logits(ctx)).numpy()

@@ -15,7 +15,7 @@ sys.path.insert(0, str(REPO))
 from pipeline.config import validate_config
 from pipeline.distillation import DistillSetting
 from pipeline.errors import UserError
-from pipeline.scorers import SCORERS
+from pipeline.scorers import build_scorer
 
 try:
     config.update(validate_config(config))
@@ -217,7 +217,7 @@ def score_inputs(wildcards):
         "teacher_logits": teacher_output(SCORING_TEACHER, "logits"),
         "proxies": proxy_models(config["scorers"][wildcards.scorer].get("epoch")),
     }
-    needs = SCORERS.get(wildcards.scorer).needs
+    needs = build_scorer(wildcards.scorer, config["scorers"][wildcards.scorer]).needs
     source = f"{REPO}/pipeline/scorers/{wildcards.scorer}.py"
     return {"source": source, **{n: available[n] for n in needs}}
 

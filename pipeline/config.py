@@ -186,13 +186,6 @@ def _check_proxy_epochs(config: dict[str, Any]) -> None:
                             f"{score_epochs or 'none'} (proxies.score_epochs), not {epoch}")
 
 
-def base_teacher(config: dict[str, Any], name: str) -> dict[str, Any]:
-    """The ``teachers`` entry a (pruned) teacher comes from: its architecture."""
-    while name in config["pruned_teachers"]:
-        name = config["pruned_teachers"][name]["teacher"]
-    return config["teachers"][name]
-
-
 def _check_pruned_teachers(config: dict[str, Any]) -> None:
     pruned = config["pruned_teachers"]
     for name, entry in pruned.items():

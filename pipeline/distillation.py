@@ -103,7 +103,6 @@ class DistillSetting:
 
     def _check_models(self, config: Mapping[str, Any], loss: DistillLoss, where: str) -> None:
         """Layer names of feature losses, and the family of shaped students, against the models."""
-        from pipeline.config import base_teacher
         from pipeline.features import check_layers
         from pipeline.models import build_model
         from pipeline.models.shaping import SHAPED_FAMILIES
@@ -118,3 +117,10 @@ class DistillSetting:
             if layers:  # the layer names do not depend on the number of classes or channels
                 model = build_model(section["model"], 10, 3, **section["model_args"])
                 check_layers(model, layers, f"config error in {where}.{side}")
+
+
+def base_teacher(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The ``teachers`` entry a (pruned) teacher comes from: its architecture."""
+    while name in config["pruned_teachers"]:
+        name = config["pruned_teachers"][name]["teacher"]
+    return config["teachers"][name]

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import base_teacher, load_config, validate_config
-from pipeline.distillation import SETTING_KEYS, DistillSetting
+from pipeline.config import load_config, validate_config
+from pipeline.distillation import SETTING_KEYS, DistillSetting, base_teacher
 from pipeline.errors import UserError
 from pipeline.losses.kd import HintonKD
 

@@ -5,7 +5,7 @@
 # throughput and twice the estimate, so that a limit is only hit by a job that would never finish.
 # Any of them can be overridden per rule in slurm/config.yaml (set-resources). Threads are here
 # too: like resources, and unlike params, they are no rerun trigger.
-from pipeline.config import base_teacher
+from pipeline.distillation import base_teacher
 from pipeline.data import DATASET_SIZES
 from pipeline.flops import model_flops
 from pipeline.params import parse_params

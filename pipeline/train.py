@@ -109,11 +109,12 @@ def fit(
     The loss gives per-sample terms; the step minimises their (weighted) batch mean, with the
     teacher's logits (and features) from ``teacher``. Parameters the loss learns (VID's regressors)
     are trained with the model, initialised from the init seed. ``seed``: the seeds of the
-    initialisation, order and augmentation streams, or one int for all three. With ``infobatch`` each epoch trains on
-    InfoBatch's share of ``indices`` (``sample_steps`` per row counts the samples actually trained
-    on). ``after_step`` runs after every optimizer step (the pruning masks use it to keep pruned
-    weights at zero), ``after_epoch(epochs_done, model)`` after every epoch (to keep a model taken
-    inside the run).
+    initialisation, order and augmentation streams, or one int for all three. With ``infobatch``
+    each epoch trains on InfoBatch's share of ``indices`` (``sample_steps`` per row counts the
+    samples actually trained on). ``after_step`` runs after every optimizer step (the pruning masks
+    use it to keep pruned weights at zero), ``after_epoch(epochs_done, model)`` after every epoch
+    (to keep a model taken inside the run). With a validation split (``data.held_out``) every
+    evaluated epoch records ``val_acc``; ``cfg.select: best_val`` ends with that epoch's weights.
 
     With ``resume``, the whole training state is saved at the start of every ``resume.every``-th
     epoch and, on SIGTERM, after the current step (then ``Preempted`` is raised); a call that

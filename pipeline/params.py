@@ -1,5 +1,5 @@
-"""Component parameters from config: every component (scorer, selector, loss, model) declares a
-frozen dataclass ``Params``, one field per parameter with its type, default and a comment, and
+"""Component parameters from config: every component (scorer, selector, loss, model, schedule)
+declares a frozen dataclass ``Params``, one field per parameter with its type, default and a comment, and
 checks its values in ``__post_init__``; its registry checks a config entry against it
 (``Registry.params``). The training schedule (``pipeline.train.TrainConfig``) and InfoBatch
 (``pipeline.infobatch.InfoBatchConfig``) are read the same way with ``parse_params``."""

@@ -26,9 +26,6 @@ from pipeline.seeding import torch_generator
 
 SCORERS: Registry = Registry("scorer")
 
-# What a scorer may name in ``needs``, each a field of ``ScoringContext``.
-NEEDS = ("teacher", "teacher_logits", "dynamics", "proxies")
-
 
 @dataclass
 class ScoringContext:
@@ -58,7 +55,7 @@ class ProxyParams:
 
 
 class Scorer:
-    # What the scoring job must be given: any of NEEDS, i.e. "teacher" (the model), "teacher_logits"
+    # What the scoring job must be given, each a field of ScoringContext: "teacher" (the model), "teacher_logits"
     # (on the training set), "dynamics" (the teacher's recorded training dynamics) and "proxies".
     # The workflow reads it to wire the job's inputs, and the scores stage loads exactly these.
     needs: frozenset[str] = frozenset()

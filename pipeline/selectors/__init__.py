@@ -145,7 +145,6 @@ def select_subset(
     params = SELECTORS.params(selector, params)
     if (getattr(params, "cutoff_scorer", None) is None) != (cutoff_scores is None):
         raise UserError(f"selector {selector!r}: cutoff scores are given exactly when cutoff_scorer names a scorer")
-    extra = {} if cutoff_scores is None else {"cutoff_scores": np.asarray(cutoff_scores, dtype=np.float64)}
     indices = np.arange(len(scores))
     if class_balanced:
         budgets = class_budgets(labels, keep_fraction)
@@ -157,8 +156,8 @@ def select_subset(
         if k > len(group):
             where = f"of class {c}, which has only {len(group)}" if class_balanced else f"of the {len(group)} samples"
             raise UserError(f"selector {selector!r} asked for {k} samples {where}")
-        group_extra = {name: values[group] for name, values in extra.items()}
-        picked.append(_check_picked(selector, pick(scores[group], group, k, rng, params, **group_extra), group, k))
+        cutoff = {} if cutoff_scores is None else {"cutoff_scores": np.asarray(cutoff_scores, dtype=np.float64)[group]}
+        picked.append(_check_picked(selector, pick(scores[group], group, k, rng, params, **cutoff), group, k))
     kept = np.sort(np.concatenate([p.kept for p in picked]))
     return Selection(kept, sum(p.ties_at_cutoff for p in picked), params)
 

@@ -2,8 +2,8 @@
 per-epoch metrics into ``epochs.parquet`` (each row with its run's keys), then write what the user
 reads of them: final test accuracy against keep fraction per scorer, the KD gain over labels-only
 training as a heatmap, and the study's table (Parquet, Markdown, HTML) and plot
-(``pipeline.study``: final test accuracy per keep fraction and compared setting, mean ± std over
-seeds). The galleries of kept and pruned samples are the ``galleries`` stage's."""
+(``pipeline.study``: the reported accuracy, ``report.metric``, per keep fraction and compared
+setting, mean ± std over seeds). The galleries of kept and pruned samples are the ``galleries`` stage's."""
 from __future__ import annotations
 
 import argparse

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from pipeline.errors import UserError
 from pipeline.io import atomic_write, read_table, require_same_data, write_table
 from pipeline.models import build_model
 
@@ -48,10 +49,19 @@ def save_class_logit_std(path: str | Path, class_std: torch.Tensor, labels: torc
     write_table(table, path, meta)
 
 
-def load_class_logit_std(path: str | Path, dataset_fingerprint: str) -> torch.Tensor:
+def load_class_logit_std(path: str | Path, dataset_fingerprint: str, view_seed: int | None = None) -> torch.Tensor:
+    """s[c] from ``path``, which must be of the view the setting asks for: the un-augmented images
+    (``view_seed`` None) or the augmented pass drawn with ``view_seed``."""
     table, meta = read_table(path)
     require_same_data(path, meta["dataset_fingerprint"], dataset_fingerprint)
+    if meta.get("view_seed") != view_seed:
+        raise UserError(f"{path} holds the class statistics of {_view_name(meta.get('view_seed'))}, not of "
+                        f"{_view_name(view_seed)}; give the file the setting's reshape_view_seed names")
     return torch.tensor(table.sort_values("label")["logit_std"].to_numpy(), dtype=torch.float32)
+
+
+def _view_name(view_seed: int | None) -> str:
+    return "the un-augmented images" if view_seed is None else f"the augmented view of seed {view_seed}"
 
 
 def load_train_logits(path: str | Path, dataset_fingerprint: str) -> torch.Tensor:

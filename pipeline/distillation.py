@@ -17,7 +17,7 @@ from pipeline.losses import LOSSES, DistillLoss
 from pipeline.params import params_dict, parse_params
 
 # The keys of a setting that are not its loss's parameters ("name": in a student's job spec).
-SETTING_KEYS = ("name", "loss", "teacher", "infobatch", "shape_student", "cached_views")
+SETTING_KEYS = ("name", "loss", "teacher", "infobatch", "shape_student", "cached_views", "reshape_view_seed")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,10 @@ class DistillSetting:
     infobatch: InfoBatchConfig | None = None  # InfoBatch dynamic pruning during training, or None
     shape_student: bool = False  # train the student formed from the (pruned) teacher instead of student.model
     cached_views: int | None = None  # K: read the teacher's logits on K cached augmented views; None: online
+    # the class statistics for logit reshaping from one seeded augmented pass of the teacher (MDSLR's
+    # std.npy; rule teacher_view_std), the pass teacher-output scorers score with view_seed; None: from
+    # the un-augmented images (teachers/<t>/class_logit_std.parquet)
+    reshape_view_seed: int | None = None
 
     @classmethod
     def parse(cls, name: str, entry: Mapping[str, Any], where: str | None = None,
@@ -50,6 +54,7 @@ class DistillSetting:
             teacher=entry.get("teacher"),
             shape_student=entry.get("shape_student", False),
             cached_views=entry.get("cached_views"),
+            reshape_view_seed=entry.get("reshape_view_seed"),
         )
         loss = setting.build_loss()
         setting._check_teacher(loss, where, config)
@@ -70,13 +75,14 @@ class DistillSetting:
     def spec(self) -> dict[str, Any]:
         """The setting as the validated config holds it under ``distillation.<name>`` (the
         students' job specs add ``name``): the loss's parameters beside the setting's own keys;
-        ``teacher`` and ``infobatch`` only when set."""
+        ``teacher``, ``infobatch`` and ``reshape_view_seed`` only when set."""
         return {
             "loss": self.loss,
             **({"teacher": self.teacher} if self.teacher is not None else {}),
             "shape_student": self.shape_student,
             "cached_views": self.cached_views,
             **({"infobatch": params_dict(self.infobatch)} if self.infobatch is not None else {}),
+            **({"reshape_view_seed": self.reshape_view_seed} if self.reshape_view_seed is not None else {}),
             **self.loss_params(),
         }
 
@@ -92,6 +98,9 @@ class DistillSetting:
                 raise UserError(f"config error in {where}.teacher: teacher {self.teacher!r} is not defined{defined}")
         elif self.teacher is not None:
             raise UserError(f"config error in {where}: loss {self.loss!r} uses no teacher; remove 'teacher'")
+        if self.reshape_view_seed is not None and not loss.needs_teacher_class_std:
+            raise UserError(f"config error in {where}.reshape_view_seed: loss {self.loss!r} does not reshape the "
+                            f"teacher's logits; remove it or set reshape: true")
         if self.shape_student and self.teacher is None:
             raise UserError(f"config error in {where}: shape_student needs a teacher to shape the student from")
         if self.cached_views:

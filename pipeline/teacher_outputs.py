@@ -156,6 +156,19 @@ def compute_cached_views(teacher: nn.Module, data: Dataset, k: int, seed_name: s
     return CachedViews(torch.stack([v.crop for v in views]), torch.stack([v.flip for v in views]), logits.half())
 
 
+def augmented_view_logits(teacher: nn.Module, data: Dataset, view_seed: int, batch_size: int,
+                          device: torch.device) -> torch.Tensor:
+    """The teacher's logits (eval mode) on one seeded augmented view of every training sample (the
+    dataset's random crop and flip), as MDSLR runs its teacher over one pass of the training loader:
+    the same pass for a given ``view_seed`` wherever it is computed, so that the teacher-output
+    scorers' ``view: augmented`` and the class statistics for reshaping (``reshape_view_seed``) see
+    the same images."""
+    if not isinstance(data.train, TensorSplit):
+        raise UserError(f"a seeded augmented view of the teacher needs a dataset held in memory; {data.name} is streamed from files")
+    views = random_views(len(data.train), data.augment, torch_generator(view_seed, "scoring_view"))
+    return predict(teacher, data.train, batch_size, device, views=views, augment=data.augment)
+
+
 def save_cached_views(path: str | Path, views: CachedViews, meta: dict[str, Any]) -> None:
     state = {"crop": views.crop, "flip": views.flip, "logits": views.cached_logits, **meta}
     atomic_write(path, lambda tmp: torch.save(state, tmp))

@@ -40,6 +40,15 @@ def test_spec_round_trips_and_a_job_spec_parses():
     assert setting.params == VID.Params(vid_weight=2, student_layers=["features.6"], teacher_layers=["features.2"])
 
 
+def test_reshaping_statistics_of_an_augmented_pass_are_in_the_spec_only_when_asked_for():
+    """Settings without reshape_view_seed keep the spec they had, so their students do not rerun."""
+    entry = {"loss": "kd", "teacher": "t", "reshape": True}
+    assert "reshape_view_seed" not in DistillSetting.parse("kd", entry).spec()
+    setting = DistillSetting.parse("kd", {**entry, "reshape_view_seed": 10})
+    assert setting.reshape_view_seed == 10 and setting.spec()["reshape_view_seed"] == 10
+    assert DistillSetting.parse("kd", setting.spec()) == setting
+
+
 def test_build_loss_from_the_record():
     loss = DistillSetting.parse("kd", {"loss": "kd", "teacher": "t", "alpha": 0.5, "reshape": True}).build_loss()
     assert isinstance(loss, HintonKD) and loss.params == HintonKD.Params(0.5, 4.0, True)
@@ -60,6 +69,9 @@ def test_config_entries_are_spec_forms():
     ({"loss": "vid", "teacher": "t", "student_layers": ["a"], "teacher_layers": ["b"], "cached_views": 2},
      "config error in distillation.s.cached_views: cached teacher views cannot serve loss 'vid': the loss reads "
      "teacher features, which the cache does not hold (only the teacher's logits)"),
+    ({"loss": "kd", "teacher": "t", "reshape_view_seed": 10},
+     "config error in distillation.s.reshape_view_seed: loss 'kd' does not reshape the teacher's logits; remove it or "
+     "set reshape: true"),
     ({"loss": "kd", "teacher": "t", "alpha": 2}, "kd alpha must be in [0, 1], got 2"),
     ({"loss": "kd", "teacher": "t", "beta": 2},
      "config error in distillation.s: unknown parameter 'beta' for loss 'kd'; allowed: alpha, temperature, reshape"),

@@ -7,12 +7,15 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.stages import scores, students, subsets, teachers
-from pipeline.checkpoints import load_model
+from pipeline.stages import scores, students, subsets, teacher_view_std, teachers
+from pipeline.checkpoints import load_class_logit_std, load_model
+from pipeline.data import load_dataset
 from pipeline.io import read_meta, read_table, write_table
+from pipeline.losses.kd import class_logit_std
 from pipeline.models import build_model
 from pipeline.schedules.onecycle import one_cycle_lr
 from pipeline.seeding import seeded_init
+from pipeline.teacher_outputs import augmented_view_logits
 
 pytestmark = pytest.mark.skipif(
     not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
@@ -33,7 +36,11 @@ def train_teacher(folder: Path, seed: int = 0) -> dict[str, Path]:
 
 
 def run_score(scorer: str, output: Path, files: dict[str, Path]) -> pd.DataFrame:
-    spec = {"data": DATA, "device": "cpu", "scorer": scorer, "params": {}, "seed": 0, "batch_size": 32}
+    return run_score_params(scorer, {}, output, files)
+
+
+def run_score_params(scorer: str, params: dict, output: Path, files: dict[str, Path]) -> pd.DataFrame:
+    spec = {"data": DATA, "device": "cpu", "scorer": scorer, "params": params, "seed": 0, "batch_size": 32}
     scores.main(["--spec", json.dumps(spec), "--threads", "1", "--teacher", str(files["model.pt"]),
                 "--dynamics", str(files["dynamics.parquet"]), "--teacher-logits", str(files["logits.pt"]),
                 "--proxies", str(files["model.pt"]), "--output", str(output)])
@@ -115,3 +122,46 @@ def test_proxies_scored_early_train_part_of_their_schedule_and_keep_the_models_a
     at_one, spec_one = load_model(out[3])
     assert spec_one["epoch"] == 1 and spec_one["test_acc"] == history["test_acc"].iloc[0]
     assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(), at_one.state_dict().values()))
+
+
+def test_class_statistics_of_the_augmented_pass_teacher_ce_scores_and_students_check_the_view(tmp_path, capsys):
+    """MDSLR takes its reshaping statistics from the pass it scores: the view-std file of seed 10
+    is s[c] of the logits whose CE teacher_ce {view: augmented, view_seed: 10} gives, not of the
+    clean images; a student refuses a file of another view than its setting names."""
+
+    files = train_teacher(tmp_path / "teacher")
+    output = tmp_path / "class_logit_std_view10.parquet"
+    spec = {"data": DATA, "device": "cpu", "teacher": "t", "view_seed": 10, "batch_size": 32}
+    teacher_view_std.main(["--spec", json.dumps(spec), "--threads", "1", "--teacher", str(files["model.pt"]),
+                           "--output", str(output)])
+    table, meta = read_table(output)
+    assert (meta["view"], meta["view_seed"]) == ("augmented", 10) and table["samples"].sum() == 60
+    scored = run_score_params("teacher_ce", {"view": "augmented", "view_seed": 10}, tmp_path / "ce.parquet", files)
+    # the CE the scorer gave is that of the logits the statistics come from
+    model, _ = load_model(files["model.pt"], meta["dataset_fingerprint"])
+    data = load_dataset("fashion_mnist", train_limit=60, test_limit=20)
+    logits = augmented_view_logits(model, data, 10, 32, torch.device("cpu"))
+    ce = torch.nn.functional.cross_entropy(logits.double(), data.train.labels, reduction="none")
+    assert scored["score"].to_numpy() == pytest.approx(ce.numpy(), rel=1e-6)
+    expected = class_logit_std(logits, data.train.labels, 10)
+    assert torch.allclose(load_class_logit_std(output, meta["dataset_fingerprint"], 10), expected)
+    clean = load_class_logit_std(files["class_std.parquet"], meta["dataset_fingerprint"])
+    assert not torch.allclose(clean, expected)
+
+    scores = tmp_path / "scores.parquet"
+    run_score("random", scores, files)
+    kept = tmp_path / "subset.parquet"
+    run_subset(scores, kept)
+    student = {"experiment": "x", "data": DATA, "device": "cpu", "seed": 0,
+               "student": {"model": "cnn", "model_args": {"width": 2}, "train": TRAIN},
+               "distillation": {"name": "kd", "loss": "kd", "teacher": "t", "reshape": True, "reshape_view_seed": 10}}
+    outputs = [tmp_path / "student" / name for name in ("epochs.parquet", "run.parquet", "model.pt")]
+    with pytest.raises(SystemExit) as exit_info:
+        students.main(["--spec", json.dumps(student), "--subset", str(kept), "--teacher", str(files["model.pt"]),
+                      "--teacher-class-std", str(files["class_std.parquet"]), "--epochs-out", str(outputs[0]),
+                      "--run-out", str(outputs[1]), "--model-out", str(outputs[2])])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (f"error: {files['class_std.parquet']} holds the class statistics of the un-augmented images, not "
+                     f"of the augmented view of seed 10; give the file the setting's reshape_view_seed names")
+    assert not any(path.exists() for path in outputs)

@@ -93,11 +93,14 @@ EXPECTED = {
                    "scorers.grand.mode": "full", "student.model": "resnet20"},
     },
     "cifar100_mdslr": {
-        # MDSLR run_cifar.sh: -r 0.1 -b 0.9 (0.1 CE + 0.9 KL), --kd_T 4; --std 1 reshapes
+        # MDSLR run_cifar.sh: -r 0.1 -b 0.9 (0.1 CE + 0.9 KL), --kd_T 4; --std 1 reshapes, with the
+        # class std of the one augmented pass (seed 10) that teacher CE is scored on
         "train": {"teachers.resnet32x4": REPDISTILLER, "student": REPDISTILLER},
-        "distillation": {"kd": kd(0.9, 4, reshape=False), "kd_reshaped": kd(0.9, 4, reshape=True)},
+        "distillation": {"kd": kd(0.9, 4, reshape=False),
+                         "kd_reshaped": kd(0.9, 4, reshape=True, reshape_view_seed=10)},
         "values": {**NO_VALIDATION, "report.metric": "best_test_acc", "student.seeds": [10, 20, 30],
-                   "selection.selectors.medium.scorers": ["teacher_ce"]},
+                   "selection.selectors.medium.scorers": ["teacher_ce"],
+                   "scorers.teacher_ce": {"view": "augmented", "view_seed": 10}},
     },
     "cifar100_pruned_teacher": {
         # VGG19 teacher -> VGG11 student with the reference's pooling; 20 % of the remaining weights

@@ -232,7 +232,11 @@ def test_distillation_variants_end_to_end(tmp_path):
     assert summary.loc["kd_pruned_shaped", "student"] == "resnet20_shaped_from_r20_s49"
     assert 0 < summary.loc["kd_pruned_shaped", "student_params"] < 272_186  # the dense resnet20 on 1 channel, 10 classes
     assert summary.loc["vid", "student"] == "cnn_width2"
-    assert (results / "teachers" / "r20" / "class_logit_std.parquet").exists()
+    # kd_reshaped reshapes with the class statistics of one augmented pass (seed 10), not the clean ones
+    view_std = results / "teachers" / "r20" / "class_logit_std_view10.parquet"
+    assert read_meta(view_std)["view_seed"] == 10 and pd.read_parquet(view_std)["samples"].sum() == len(scores)
+    run = results / "students" / "random" / "hardest" / "keep0.5" / "kd_reshaped" / "seed0" / "run.parquet"
+    assert read_meta(run)["spec"]["distillation"]["reshape_view_seed"] == 10
     assert "tiny distillation variants" in (results / "study.md").read_text()
     assert (results / "study.png").stat().st_size > 10_000
 

@@ -16,13 +16,11 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from pipeline.data import Dataset, TensorSplit
-from pipeline.data.splits import random_views
+from pipeline.data import Dataset
 from pipeline.errors import UserError
-from pipeline.inference import predict
 from pipeline.params import params_dict
 from pipeline.registry import Registry
-from pipeline.seeding import torch_generator
+from pipeline.teacher_outputs import augmented_view_logits
 
 SCORERS: Registry = Registry("scorer")
 
@@ -109,11 +107,7 @@ class TeacherOutputScorer(Scorer):
     def logits(self, ctx: ScoringContext) -> torch.Tensor:
         if self.params.view == "clean":
             return ctx.teacher_logits
-        train = ctx.data.train
-        if not isinstance(train, TensorSplit):
-            raise UserError(f"{self.name} view: augmented needs a dataset held in memory; {ctx.data.name} is streamed")
-        views = random_views(len(train), ctx.data.augment, torch_generator(self.params.view_seed, "scoring_view"))
-        return predict(ctx.teacher, train, ctx.batch_size, ctx.device, views=views, augment=ctx.data.augment)
+        return augmented_view_logits(ctx.teacher, ctx.data, self.params.view_seed, ctx.batch_size, ctx.device)
 
 
 def build_scorer(name: str, params: dict[str, Any] | None = None, where: str | None = None) -> Scorer:

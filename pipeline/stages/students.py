@@ -49,7 +49,7 @@ def main(argv=None):
     if loss.needs_teacher_class_std:
         if args.teacher_class_std is None:
             raise UserError(f"distillation {setting.name!r} reshapes the teacher's logits and needs --teacher-class-std")
-        loss.set_teacher_class_std(load_class_logit_std(args.teacher_class_std, data.fingerprint))
+        loss.set_teacher_class_std(load_class_logit_std(args.teacher_class_std, data.fingerprint, setting.reshape_view_seed))
     cfg = parse_params(TrainConfig, student["train"], "student.train")
     model_name, model_args = student["model"], student["model_args"]
     if setting.shape_student:  # the student formed from the (pruned) teacher

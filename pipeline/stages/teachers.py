@@ -109,12 +109,17 @@ class EpochModels:
 def write_teacher_logits(logits_out: str, class_std_out: str, model: nn.Module, data: Dataset, batch_size: int,
                          device: torch.device, meta: dict) -> None:
     """A trained teacher's logits on every un-augmented training sample (which the teacher-output
-    scorers read), and MDSLR's class statistics of its logits on the samples not held out."""
+    scorers read), and MDSLR's class statistics of those logits."""
     logits = predict(model, data.train, batch_size, device)
     save_train_logits(logits_out, logits, meta)
+    write_class_logit_std(class_std_out, logits, data, meta)
+
+
+def write_class_logit_std(path: str, logits: torch.Tensor, data: Dataset, meta: dict) -> None:
+    """MDSLR's class statistics of a teacher's training-set ``logits``, over the samples not held out."""
     indices = data.train_indices
     labels = data.train.labels[indices]
-    save_class_logit_std(class_std_out, class_logit_std(logits[indices], labels, data.num_classes), labels, meta)
+    save_class_logit_std(path, class_logit_std(logits[indices], labels, data.num_classes), labels, meta)
 
 
 if __name__ == "__main__":

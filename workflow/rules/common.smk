@@ -35,6 +35,8 @@ TEACHER = "teachers/{teacher}"
 PRUNED_TEACHER = "teachers/{pruned}"
 # (its output is teachers/<name>/views<K>.pt)
 TEACHER_VIEWS = "teachers/{viewed}_views{views}"
+# (its output is teachers/<name>/class_logit_std_view<seed>.parquet)
+TEACHER_VIEW_STD = "teachers/{viewed}_class_logit_std_view{view_seed}"
 PROXY = "proxies/run{run}"
 # the proxies' models at their scoring epochs (proxies.score_epochs), beside model.pt
 PROXY_EPOCH_MODEL = f"{RESULTS}/{PROXY}/model_epoch{{epoch}}.pt"
@@ -76,6 +78,7 @@ wildcard_constraints:
     pruned=choice(config["pruned_teachers"]),
     viewed=choice([*config["teachers"], *config["pruned_teachers"]]),
     views=r"\d+",
+    view_seed=r"\d+",
     scorer=choice(config["scorers"]),
     selector=choice(config["selection"]["selectors"]),
     keep=choice(KEEPS),
@@ -121,6 +124,17 @@ def teacher_views_spec(wildcards):
             "teacher": wildcards.viewed,
             "views": int(wildcards.views),
             "batch_size": scoring["batch_size"],
+        }
+    )
+
+
+def teacher_view_std_spec(wildcards):
+    return as_json(
+        {
+            **common_spec(),
+            "teacher": wildcards.viewed,
+            "view_seed": int(wildcards.view_seed),
+            "batch_size": config["scoring"]["batch_size"],
         }
     )
 
@@ -246,8 +260,9 @@ def all_scores(wildcards):
 
 
 def student_teacher(wildcards):
-    """The student's teacher checkpoint and class statistics, for settings that name a
-    teacher, and the teacher's cached views for settings that read them."""
+    """The student's teacher checkpoint and class statistics (of the un-augmented images, or of
+    the augmented pass reshape_view_seed names), for settings that name a teacher, and the
+    teacher's cached views for settings that read them."""
     setting = SETTINGS[wildcards.distill]
     if setting.teacher is None:
         return {}
@@ -255,6 +270,12 @@ def student_teacher(wildcards):
         "teacher": teacher_output(setting.teacher, "model"),
         "class_std": teacher_output(setting.teacher, "class_std"),
     }
+    if setting.reshape_view_seed is not None:
+        files["class_std"] = expand(
+            rules.teacher_view_std.output.class_std,
+            viewed=setting.teacher,
+            view_seed=setting.reshape_view_seed,
+        )[0]
     if setting.cached_views:
         views = rules.teacher_views.output.views
         files["views"] = expand(

@@ -108,6 +108,13 @@ def teacher_views_runtime(wildcards):
     )
 
 
+def teacher_view_std_runtime(wildcards):
+    """One forward pass of the teacher over the training set."""
+    return runtime_minutes(
+        forward_flops(base_teacher(config, wildcards.viewed)) * N_TRAIN
+    )
+
+
 def student_runtime(wildcards):
     setting = SETTINGS[wildcards.distill]
     teacher = base_teacher(config, setting.teacher) if setting.teacher else None

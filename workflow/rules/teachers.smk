@@ -85,3 +85,28 @@ rule teacher_views:
     shell:
         "python -m pipeline.stages.teacher_views --spec {params.spec:q} --threads {threads} "
         "--teacher {input.teacher:q} --output {output.views:q} > {log:q} 2>&1"
+
+
+# MDSLR's class statistics for reshaping from one seeded augmented pass of the teacher (settings
+# with reshape_view_seed): the pass teacher_ce {view: augmented, view_seed} scores.
+rule teacher_view_std:
+    input:
+        teacher=viewed_teacher,
+    output:
+        class_std=f"{RESULTS}/teachers/{{viewed}}/class_logit_std_view{{view_seed}}.parquet",
+    log:
+        f"{LOGS}/{TEACHER_VIEW_STD}.log",
+    benchmark:
+        f"{BENCHMARKS}/{TEACHER_VIEW_STD}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: config["scoring"]["threads"]
+    resources:
+        gpu=GPU,
+        mem_mb=HOST_MEM_MB,
+        runtime=teacher_view_std_runtime,
+    params:
+        spec=teacher_view_std_spec,
+    shell:
+        "python -m pipeline.stages.teacher_view_std --spec {params.spec:q} --threads {threads} "
+        "--teacher {input.teacher:q} --output {output.class_std:q} > {log:q} 2>&1"

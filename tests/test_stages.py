@@ -39,16 +39,16 @@ def run_score(scorer: str, output: Path, files: dict[str, Path]) -> pd.DataFrame
     return run_score_params(scorer, {}, output, files)
 
 
-def run_score_params(scorer: str, params: dict, output: Path, files: dict[str, Path]) -> pd.DataFrame:
-    spec = {"data": DATA, "device": "cpu", "scorer": scorer, "params": params, "seed": 0, "batch_size": 32}
+def run_score_params(scorer: str, params: dict, output: Path, files: dict[str, Path], seed: int = 0) -> pd.DataFrame:
+    spec = {"data": DATA, "device": "cpu", "scorer": scorer, "params": params, "seed": seed, "batch_size": 32}
     scores.main(["--spec", json.dumps(spec), "--threads", "1", "--teacher", str(files["model.pt"]),
                 "--dynamics", str(files["dynamics.parquet"]), "--teacher-logits", str(files["logits.pt"]),
                 "--proxies", str(files["model.pt"]), "--output", str(output)])
     return read_table(output)[0]
 
 
-def run_subset(scores: Path, output: Path) -> pd.DataFrame:
-    spec = {"selector": "hardest", "keep_fraction": 0.5, "class_balanced": True, "seed": 0, "params": {}}
+def run_subset(scores: Path, output: Path, selector: str = "hardest", seed: int = 0, **draw) -> pd.DataFrame:
+    spec = {"selector": selector, "keep_fraction": 0.5, "class_balanced": True, "seed": seed, "params": {}, **draw}
     subsets.main(["--spec", json.dumps(spec), "--scores", str(scores), "--output", str(output)])
     return read_table(output)[0]
 
@@ -165,3 +165,25 @@ def test_class_statistics_of_the_augmented_pass_teacher_ce_scores_and_students_c
     assert error == (f"error: {files['class_std.parquet']} holds the class statistics of the un-augmented images, not "
                      f"of the augmented view of seed 10; give the file the setting's reshape_view_seed names")
     assert not any(path.exists() for path in outputs)
+
+
+def test_a_drawn_subset_is_the_subset_of_the_random_scores_of_its_seed(tmp_path):
+    """A draw for student seed 10 from the random scorer's file (scored with seed 0) keeps exactly
+    what the random scores of seed 10 select with selection seed 10; another seed draws another
+    subset; the random selector's draw is seeded by the draw too."""
+    files = train_teacher(tmp_path / "teacher")
+    scored_0, scored_10 = tmp_path / "random0.parquet", tmp_path / "random10.parquet"
+    run_score_params("random", {}, scored_0, files, seed=0)
+    run_score_params("random", {}, scored_10, files, seed=10)
+    drawn = run_subset(scored_0, tmp_path / "draw10.parquet", seed=10, draw=10)
+    expected = run_subset(scored_10, tmp_path / "seed10.parquet", seed=10)
+    assert drawn["sample_index"].tolist() == expected["sample_index"].tolist()
+    assert set(drawn["draw"]) == {10} and read_meta(tmp_path / "draw10.parquet")["draw"] == 10
+    other = run_subset(scored_0, tmp_path / "draw20.parquet", seed=20, draw=20)
+    assert other["sample_index"].tolist() != drawn["sample_index"].tolist() and len(other) == len(drawn) == 30
+    # the random selector on any scores: the draw's seed, not the scores, decides
+    el2n = tmp_path / "el2n.parquet"
+    run_score("el2n", el2n, files)
+    picked = run_subset(el2n, tmp_path / "el2n_draw10.parquet", selector="random", seed=10, draw=10)
+    again = run_subset(scored_0, tmp_path / "random_draw10.parquet", selector="random", seed=10, draw=10)
+    assert picked["sample_index"].tolist() == again["sample_index"].tolist()

@@ -102,6 +102,37 @@ def test_a_selector_cutting_by_another_scorer_reads_its_scores(tmp_path):
     assert not any("--cutoff-scores" in c for c in commands if "/stratified/" not in c)
 
 
+def test_random_draws_give_each_student_seed_its_own_subset(tmp_path):
+    """selection.random_draws: per_student_seed (the default) draws the random scorer's and the
+    random selector's subsets once per student seed, seeded by it; a scorer that is no draw keeps
+    one subset; once: one subset for all seeds."""
+    config = tmp_path / "draws.yaml"
+    config.write_text(TINY.read_text() + "\n".join([
+        "", "experiment: draws", "selection: {keep_fractions: [0.1], selectors: {hardest: [random, el2n], random: [el2n]}}",
+        "student: {model: cnn, model_args: {width: 2}, train: {epochs: 1, batch_size: 32}, seeds: [10, 20]}",
+        "distillation: {labels: {loss: ce}}", ""]))
+    result = snakemake(tmp_path, "-n", "-p", "--configfile", str(config))
+    assert result.returncode == 0, result.stdout[-3000:]
+    lines = result.stdout.splitlines()
+    students = {re.search(r"students/(\S+)/seed(\d+)/", line).groups(): re.search(r"--subset (\S+)", line)[1]
+                for line in lines if "pipeline.stages.students" in line}
+    assert students == {
+        ("random/hardest/keep0.1/labels", "10"): "results/draws/subsets/random/hardest/keep0.1/draw10.parquet",
+        ("random/hardest/keep0.1/labels", "20"): "results/draws/subsets/random/hardest/keep0.1/draw20.parquet",
+        ("el2n/random/keep0.1/labels", "10"): "results/draws/subsets/el2n/random/keep0.1/draw10.parquet",
+        ("el2n/random/keep0.1/labels", "20"): "results/draws/subsets/el2n/random/keep0.1/draw20.parquet",
+        ("el2n/hardest/keep0.1/labels", "10"): "results/draws/subsets/el2n/hardest/keep0.1.parquet",
+        ("el2n/hardest/keep0.1/labels", "20"): "results/draws/subsets/el2n/hardest/keep0.1.parquet",
+    }
+    drawn = [line for line in lines if "pipeline.stages.subsets" in line and "/draw20.parquet" in line]
+    assert len(drawn) == 2 and all('"draw": 20' in line and '"seed": 20' in line for line in drawn)
+
+    config.write_text(config.read_text().replace("selectors: {", "random_draws: once, selectors: {"))
+    result = snakemake(tmp_path, "-n", "-p", "--configfile", str(config))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "/keep0.1/draw" not in result.stdout and "drawn_subsets" not in result.stdout
+
+
 def test_misspelt_key_stops_the_workflow_with_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY.read_text().replace("train_limit", "train_limt"))
@@ -144,6 +175,10 @@ def test_tiny_configuration_end_to_end(tmp_path):
     dynamic = summary[summary["distillation"] == "kd_infobatch"]
     assert (dynamic["cost_fraction"] <= dynamic["keep_fraction"]).all() and set(dynamic["infobatch_ratio"]) == {0.5}
     assert summary["dataset_fingerprint"].nunique() == 1
+    # the random subsets were drawn for their student's seed; the other subsets are no draws
+    drawn = summary["scorer"] == "random"
+    assert (summary.loc[drawn, "subset_draw"] == summary.loc[drawn, "seed"]).all()
+    assert summary.loc[~drawn, "subset_draw"].isna().all()
     kd = summary[summary["distillation"] == "kd"]
     assert set(kd["teacher"]) == {"t4"} and set(kd["alpha"]) == {0.9} and set(kd["temperature"]) == {4.0}
     assert kd["infobatch_ratio"].isna().all()

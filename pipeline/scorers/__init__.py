@@ -57,6 +57,9 @@ class Scorer:
     # (on the training set), "dynamics" (the teacher's recorded training dynamics) and "proxies".
     # The workflow reads it to wire the job's inputs, and the scores stage loads exactly these.
     needs: frozenset[str] = frozenset()
+    # Scores that are a seeded random draw (``random``): with selection.random_draws:
+    # per_student_seed, each student seed's subset is selected from a fresh draw (``redraw``).
+    draws_at_random: bool = False
 
     @dataclass(frozen=True)
     class Params:

@@ -66,6 +66,12 @@ class Selection:
     params: Any  # the selector's Params as used, defaults filled in
 
 
+def draws_at_random(name: str) -> bool:
+    """Whether selector ``name``'s subset is a seeded random draw (``random``), which
+    selection.random_draws: per_student_seed redraws for every student seed."""
+    return getattr(SELECTORS.get(name), "draws_at_random", False)
+
+
 def order_by_score(scores: np.ndarray, indices: np.ndarray, descending: bool, ties: str,
                    rng: np.random.Generator | None = None) -> np.ndarray:
     """``indices`` sorted by score (highest first when ``descending``), equal scores in ascending

@@ -84,6 +84,8 @@ def main(argv=None):
         "scorer": subset_meta["scorer"],
         "selector": subset_meta["selector"],
         "keep_fraction": subset_meta["keep_fraction"],
+        # the seed of the subset's random draw when it was drawn for this student (random_draws)
+        "subset_draw": subset_meta.get("draw"),
         "distillation": setting.name,
         "loss": setting.loss,
         "alpha": float(loss_params.get("alpha", 0.0)),
@@ -118,7 +120,7 @@ def main(argv=None):
     save_model(args.model_out, model, {"model": model_name, "model_args": model_args,
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
                                        "test_acc": float(selected_epoch(history, cfg.select)["test_acc"]), **meta})
-    write_table(pd.DataFrame([run]).astype({"best_val_epoch": "Int64"}), args.run_out, meta)
+    write_table(pd.DataFrame([run]).astype({"best_val_epoch": "Int64", "subset_draw": "Int64"}), args.run_out, meta)
     if resume is not None:
         resume.clear()
     print(f"final test accuracy {run['final_test_acc']:.4f} on {len(indices)} training samples")

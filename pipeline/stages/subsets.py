@@ -6,6 +6,11 @@ selector, keep fraction, seed, the score table's content hash and the dataset fi
 student can be traced to its data; also the selector's parameters as used (defaults filled in, e.g.
 ``ties``) and ``ties_at_cutoff``, the number of samples whose score equals that of a sample on the
 other side of a cut-off (summed over the classes), i.e. whose membership the tie order decided.
+
+A drawn subset (spec ``draw``: a student seed, with selection.random_draws: per_student_seed) is a
+fresh random draw for that seed: the selection is seeded by it and, for a scorer whose scores are a
+random draw (``random``), the scores are redrawn with it, exactly as that scorer scores with that
+seed; ``draw`` is then a column and in the metadata.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from pipeline.cli import stage
 from pipeline.errors import UserError
 from pipeline.io import read_table, require_same_data, stable_hash, write_table
 from pipeline.params import params_dict
+from pipeline.scorers import SCORERS
 from pipeline.seeding import numpy_generator
 from pipeline.selectors import select_subset
 
@@ -43,19 +49,25 @@ def main(argv=None):
         if not np.array_equal(table["sample_index"].to_numpy(), index):
             raise UserError(f"{args.cutoff_scores} scores other samples than {args.scores}")
         cutoff = table["score"].to_numpy()
+    draw = spec.get("draw")
+    values = scores["score"].to_numpy()
+    scorer = SCORERS.get(meta["scorer"])
+    if draw is not None and scorer.draws_at_random:
+        values = scorer.redraw(index, draw)
     rng = numpy_generator(spec["seed"], "select", spec["selector"])
-    selection = select_subset(spec["selector"], scores["score"].to_numpy(), scores["label"].to_numpy(),
+    selection = select_subset(spec["selector"], values, scores["label"].to_numpy(),
                               spec["keep_fraction"], rng, spec["class_balanced"], spec.get("params"), cutoff)
     kept = index[selection.kept]  # positions in the table -> canonical sample indices
     table = pd.DataFrame({"sample_index": kept, "label": scores["label"].to_numpy()[selection.kept], "scorer": meta["scorer"],
-                          "selector": spec["selector"], "keep_fraction": float(spec["keep_fraction"])})
+                          "selector": spec["selector"], "keep_fraction": float(spec["keep_fraction"]),
+                          **({"draw": draw} if draw is not None else {})})
     print(f"kept {len(kept)} of {len(scores)} samples ({spec['selector']} by {meta['scorer']}, f = {spec['keep_fraction']}; "
           f"{selection.ties_at_cutoff} tied samples at the cut-off)")
     write_table(table, args.output, {
         "stage": "subsets", "scorer": meta["scorer"], "selector": spec["selector"],
         "keep_fraction": spec["keep_fraction"], "class_balanced": spec["class_balanced"], "seed": spec["seed"],
         "selector_params": spec.get("params", {}), "selector_params_used": params_dict(selection.params),
-        "ties_at_cutoff": selection.ties_at_cutoff,
+        "ties_at_cutoff": selection.ties_at_cutoff, "draw": draw,
         "scores_hash": meta["scores_hash"], "spec": spec, "config_hash": stable_hash(spec),
         "dataset": meta["dataset"], "dataset_fingerprint": meta["dataset_fingerprint"],
     })

@@ -16,6 +16,7 @@ from pipeline.config import validate_config
 from pipeline.distillation import DistillSetting
 from pipeline.errors import UserError
 from pipeline.scorers import build_scorer
+from pipeline.selectors import draws_at_random
 
 try:
     config.update(validate_config(config))
@@ -45,6 +46,8 @@ SCORES = "scores/{scorer}"
 # (its outputs are scores_summary.parquet and two plots)
 SCORES_SUMMARY = "scores/summary"
 SUBSET = "subsets/{scorer}/{selector}/keep{keep}"
+# a random draw's subset for one student seed (selection.random_draws: per_student_seed)
+DRAWN_SUBSET = "subsets/{scorer}/{selector}/keep{keep}/draw{draw}"
 STUDENT = "students/{scorer}/{selector}/keep{keep}/{distill}/seed{seed}"
 
 
@@ -64,6 +67,16 @@ SELECTIONS = [
     for scorer in entry["scorers"]
 ]
 SELECTED_SCORERS = list(dict.fromkeys(scorer for scorer, _ in SELECTIONS))
+# The selections that are random draws, drawn afresh for each student seed.
+DRAWN = {
+    (scorer, selector)
+    for scorer, selector in SELECTIONS
+    if config["selection"]["random_draws"] == "per_student_seed"
+    and (
+        build_scorer(scorer, config["scorers"][scorer]).draws_at_random
+        or draws_at_random(selector)
+    )
+}
 # The galleries show the subsets of the middle keep fraction.
 GALLERY_KEEP = list(KEEPS)[len(KEEPS) // 2]
 
@@ -84,6 +97,7 @@ wildcard_constraints:
     keep=choice(KEEPS),
     distill=choice(config["distillation"]),
     seed=r"\d+",
+    draw=r"\d+",
     run=r"\d+",
 
 
@@ -160,15 +174,16 @@ def score_spec(wildcards):
 
 def subset_spec(wildcards):
     selection = config["selection"]
-    return as_json(
-        {
-            "selector": wildcards.selector,
-            "keep_fraction": KEEPS[wildcards.keep],
-            "class_balanced": selection["class_balanced"],
-            "seed": selection["seed"],
-            "params": selection["selectors"][wildcards.selector]["params"],
-        }
-    )
+    spec = {
+        "selector": wildcards.selector,
+        "keep_fraction": KEEPS[wildcards.keep],
+        "class_balanced": selection["class_balanced"],
+        "seed": selection["seed"],
+        "params": selection["selectors"][wildcards.selector]["params"],
+    }
+    if "draw" in wildcards.keys():  # a random draw for one student seed, seeded by it
+        spec.update(seed=int(wildcards.draw), draw=int(wildcards.draw))
+    return as_json(spec)
 
 
 def student_spec(wildcards):
@@ -255,6 +270,27 @@ def subset_inputs(wildcards):
     return files
 
 
+def subset_of(scorer, selector, keep, seed):
+    """The subset a student of ``seed`` trains on: its own draw for a drawn selection."""
+    if (scorer, selector) in DRAWN:
+        return expand(
+            rules.drawn_subsets.output.subset,
+            scorer=scorer,
+            selector=selector,
+            keep=keep,
+            draw=seed,
+        )[0]
+    return expand(
+        rules.subsets.output.subset, scorer=scorer, selector=selector, keep=keep
+    )[0]
+
+
+def student_subset(wildcards):
+    return subset_of(
+        wildcards.scorer, wildcards.selector, wildcards.keep, wildcards.seed
+    )
+
+
 def all_scores(wildcards):
     return expand(rules.scores.output.scores, scorer=config["scorers"])
 
@@ -312,10 +348,11 @@ def gallery_scores(wildcards):
 
 
 def gallery_subsets(wildcards):
-    """Every selection's subset at the galleries' keep fraction."""
-    subset = rules.subsets.output.subset
+    """Every selection's subset at the galleries' keep fraction (a drawn one's for the first
+    student seed)."""
+    seed = config["student"]["seeds"][0]
     return [
-        expand(subset, scorer=scorer, selector=selector, keep=GALLERY_KEEP)[0]
+        subset_of(scorer, selector, GALLERY_KEEP, seed)
         for scorer, selector in SELECTIONS
     ]
 

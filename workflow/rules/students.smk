@@ -2,7 +2,7 @@
 rule students:
     input:
         unpack(student_teacher),
-        subset=rules.subsets.output.subset,
+        subset=student_subset,
     output:
         run=f"{RESULTS}/{STUDENT}/run.parquet",
         epochs=f"{RESULTS}/{STUDENT}/epochs.parquet",

@@ -21,3 +21,28 @@ rule subsets:
     shell:
         "python -m pipeline.stages.subsets --spec {params.spec:q} --scores {input.scores:q} "
         "{params.cutoff} --output {output.subset:q} > {log:q} 2>&1"
+
+
+# A random draw's subset for one student seed (selection.random_draws: per_student_seed): the
+# same stage, seeded by the draw.
+rule drawn_subsets:
+    input:
+        unpack(subset_inputs),
+    output:
+        subset=f"{RESULTS}/{DRAWN_SUBSET}.parquet",
+    log:
+        f"{LOGS}/{DRAWN_SUBSET}.log",
+    benchmark:
+        f"{BENCHMARKS}/{DRAWN_SUBSET}.tsv"
+    group:
+        "selection"
+    conda:
+        "../../environment.yml"
+    resources:
+        **CPU_JOB,
+    params:
+        spec=subset_spec,
+        cutoff=cutoff_argument,
+    shell:
+        "python -m pipeline.stages.subsets --spec {params.spec:q} --scores {input.scores:q} "
+        "{params.cutoff} --output {output.subset:q} > {log:q} 2>&1"

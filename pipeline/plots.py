@@ -1,5 +1,6 @@
 """Every figure the pipeline draws, from tables the stages computed: test accuracy against keep
-fraction, the KD gain heatmap, score histograms, the scorers' rank correlations and the gallery
+fraction, the KD gain heatmap, the gain over the random subset with its intervals, accuracy against
+wall time, score histograms, the scorers' rank correlations and the gallery
 of kept and pruned samples. Each function takes a table and writes one PNG."""
 from __future__ import annotations
 
@@ -86,6 +87,87 @@ def heatmaps(tables: dict[str, pd.DataFrame], title: str, colorbar: str, path: s
         ax.set_title(name, fontsize=9)
         fig.colorbar(image, ax=ax, label=colorbar)
     fig.suptitle(title, fontsize=10)
+    save(fig, path)
+
+
+def gain_over_random(summary: pd.DataFrame, title: str, path: str) -> None:
+    """Each setting's gain over the random subset (``comparisons.add_gains``) as a heatmap in points:
+    a row per scorer / selector / distillation, a column per keep fraction, each cell annotated with
+    the gain and its 95 % interval, and boxed in bold where the interval excludes 0."""
+    settings = summary.drop_duplicates(["scorer", "selector", "distillation", "keep_fraction"])
+    settings = settings[settings["gain_over_random"].notna()]
+    if settings.empty:
+        return _message(title, "no random subset to compare with", path)
+    rows = ["scorer", "selector", "distillation"]
+    grids = [settings.pivot(index=rows, columns="keep_fraction", values=c) * 100
+             for c in ["gain_over_random", "gain_over_random_low", "gain_over_random_high"]]
+    gains, lows, highs = (g.to_numpy(float) for g in grids)
+    fig, ax = plt.subplots(figsize=(2.5 + 1.1 * gains.shape[1], 1.5 + 0.5 * gains.shape[0]))
+    limit = max(np.nanmax(np.abs(gains)), 1e-9)
+    image = ax.imshow(gains, aspect="auto", cmap="RdBu", vmin=-limit, vmax=limit)
+    ax.set_xticks(range(gains.shape[1]), [_label(c) for c in grids[0].columns])
+    ax.set_yticks(range(gains.shape[0]), [_label(r) for r in grids[0].index])
+    ax.set_xlabel("keep fraction f")
+    for (r, c), gain in np.ndenumerate(gains):
+        if np.isnan(gain):
+            continue
+        excludes_zero = excludes_0(lows[r, c], highs[r, c])
+        ax.text(c, r, gain_label(gain, lows[r, c], highs[r, c]), ha="center", va="center", fontsize=7,
+                fontweight="bold" if excludes_zero else "normal",
+                color="white" if abs(gain) > 0.6 * limit else "black")  # readable on the darkest blues and reds
+        if excludes_zero:
+            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
+    fig.colorbar(image, ax=ax, label="gain over random (points)")
+    ax.set_title(f"{title}\nboxed: the 95 % interval excludes 0", fontsize=9)
+    save(fig, path)
+
+
+def gain_label(gain: float, low: float, high: float) -> str:
+    """A gain and its interval as a heatmap cell says them; the gain alone without an interval."""
+    return f"{gain:+.1f}" if np.isnan(low) else f"{gain:+.1f}\n[{low:+.1f}, {high:+.1f}]"
+
+
+def excludes_0(low: float, high: float) -> bool:
+    """Whether an interval lies wholly above or below 0 (False without one)."""
+    return bool(low > 0 or high < 0)
+
+
+def accuracy_vs_cost(summary: pd.DataFrame, title: str, path: str) -> None:
+    """Final test accuracy (%) of every run against its pipeline wall time (log scale): colour by
+    scorer, circles for static subsets, triangles for InfoBatch, stars for full-data training
+    (keep fraction 1). Runs without a measured ``pipeline_seconds`` are left out."""
+    runs = summary[summary["pipeline_seconds"].notna()] if "pipeline_seconds" in summary else summary.iloc[:0]
+    if runs.empty:
+        return _message(title, "no run with a measured pipeline time", path)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    scorers = sorted(runs["scorer"].unique())
+    for run in runs.itertuples():
+        ax.scatter(run.pipeline_seconds, run.final_test_acc * 100, color=f"C{scorers.index(run.scorer) % 10}",
+                   marker=_marker(run.keep_fraction, run.infobatch_ratio), s=90 if run.keep_fraction == 1 else 30,
+                   edgecolors="black", linewidths=0.4)
+    handles = [plt.Line2D([], [], color=f"C{i % 10}", marker="o", linestyle="", label=s) for i, s in enumerate(scorers)]
+    kinds = [(0.5, np.nan, "static subset"), (0.5, 0.5, "InfoBatch"), (1.0, np.nan, "full data")]
+    handles += [plt.Line2D([], [], color="grey", marker=_marker(f, ratio), linestyle="", label=label)
+                for f, ratio, label in kinds]
+    ax.legend(handles=handles, fontsize=7, title="scorer; kind of run", title_fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("pipeline wall time (s, log scale)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    save(fig, path)
+
+
+def _marker(keep_fraction: float, infobatch_ratio: float) -> str:
+    return "*" if keep_fraction == 1 else "o" if np.isnan(infobatch_ratio) else "^"
+
+
+def _message(title: str, text: str, path: str) -> None:
+    """A figure that only says why there is nothing to draw."""
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.axis("off")
+    ax.set_title(title, fontsize=10)
     save(fig, path)
 
 

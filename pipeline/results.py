@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.comparisons import gain_table
 from pipeline.io import read_meta
 
 # What tells one student run from another: the subset (scorer, selector, keep fraction), the
@@ -46,12 +47,32 @@ SUMMARY = {
     "infobatch_ratio": "float64", "infobatch_delta": "float64", "sample_steps": "int64", "cost_fraction": "float64",
     "train_seconds": "float64", "device": "str", "dataset_fingerprint": "str", "subset_scores_hash": "str",
     "config_hash": "str", "config": "str", "code_version": "str",
+    # each setting's gain over the random subset and over the labels only, with its 95 % interval
+    # (``pipeline.comparisons.add_gains``; shares, as final_test_acc)
+    "gain_over_random": "float64", "gain_over_random_low": "float64", "gain_over_random_high": "float64",
+    "gain_over_labels": "float64", "gain_over_labels_low": "float64", "gain_over_labels_high": "float64",
+    "worst_class_acc": "float64", "student_seconds": "float64", "pipeline_seconds": "float64",
+    "full_data_seconds": "float64", "full_data_seconds_estimated": "boolean", "teacher_outputs_bytes": "Int64",
+    "subset_draw": "Int64",
 }
 
 
 def summary(results: str | Path) -> pd.DataFrame:
     """One row per student run (``SUMMARY``); ``final_test_acc`` is the result, a share in [0, 1]."""
     return _typed(pd.read_parquet(Path(results) / "summary.parquet"), SUMMARY)
+
+
+def compare(results: str | Path, baseline: str = "random", metric: str = "final_test_acc") -> pd.DataFrame:
+    """One row per (scorer, selector, distillation, keep_fraction): its mean ``metric`` over seeds,
+    the baseline's (``baseline_mean``), the difference (``gain``, a share) with its 95 % interval
+    (``low``, ``high``; paired by seed when both ran the same seeds, Welch's otherwise), the seed
+    counts (``seeds``, ``baseline_seeds``) and ``paired``. ``baseline``: "random" (the random subset
+    at the same keep fraction and distillation setting) or "labels" (the labels-only setting on the
+    same subset); see ``pipeline.comparisons.gain_table``.
+
+    >>> results.compare("results/fashion_mnist_default", baseline="labels")
+    """
+    return gain_table(summary(results), baseline, metric)
 
 
 def epochs(results: str | Path) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """The tables and picks behind what the user reads, on hand-made inputs: the gallery's samples,
 the students' per-epoch table, the rank correlation matrix, the results API's stage
-folders, and the progress bar."""
+folders and gains over a baseline, and the progress bar."""
 import io
 
 import numpy as np
@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline import results
+from pipeline.errors import UserError
 from pipeline.io import write_table
 from pipeline.progress import bar, progress_bar
 from pipeline.stages.aggregate import every_epoch
@@ -58,6 +59,35 @@ def test_stage_folders_read_as_one_typed_table(tmp_path):
     assert table.dtypes.map(str).to_dict() == results.SCORES
     assert table[["scorer", "score"]].values.tolist() == [["el2n", 0.5], ["el2n", 0.25], ["random", 0.1], ["random", 0.9]]
     assert results.provenance(tmp_path / "scores" / "el2n.parquet")["stage"] == "scores"
+
+
+def test_compare_reads_the_summary_and_gives_each_settings_gain_with_its_interval(tmp_path):
+    rows = [("random", "random", "labels", None, seed, acc) for seed, acc in enumerate([0.70, 0.70, 0.70])]
+    rows += [("el2n", "hardest", "labels", None, seed, acc) for seed, acc in enumerate([0.72, 0.74, 0.76])]
+    rows += [("el2n", "hardest", "kd", "t", seed, acc) for seed, acc in enumerate([0.80, 0.80])]
+    runs = pd.DataFrame(rows, columns=["scorer", "selector", "distillation", "teacher", "seed", "final_test_acc"])
+    runs.assign(keep_fraction=0.1, infobatch_ratio=np.nan).to_parquet(tmp_path / "summary.parquet")
+    table = results.compare(tmp_path)
+    assert table.columns.tolist() == ["scorer", "selector", "distillation", "keep_fraction", "mean", "baseline_mean",
+                                      "gain", "low", "high", "seeds", "baseline_seeds", "paired"]
+    # el2n labels against random labels, paired: differences 0.02, 0.04, 0.06 -> 0.04 ± 4.30265 * 0.02 / sqrt(3)
+    el2n = table[(table["scorer"] == "el2n") & (table["distillation"] == "labels")].iloc[0]
+    assert el2n[["gain", "low", "high"]].tolist() == pytest.approx([0.04, 0.04 - 0.0496828, 0.04 + 0.0496828], abs=1e-6)
+    assert el2n["paired"]
+    # kd has no random subset to compare with
+    assert table.loc[table["distillation"] == "kd", "gain"].isna().all()
+    # kd over labels on el2n/hardest: seeds 0, 1 against 0, 1, 2 -> Welch, 0.80 - 0.74
+    kd = results.compare(tmp_path, baseline="labels").set_index("distillation").loc["kd"]
+    assert kd["gain"] == pytest.approx(0.06) and not kd["paired"] and kd["seeds"] == 2 and kd["baseline_seeds"] == 3
+    with pytest.raises(UserError, match="^unknown baseline 'best'; allowed: random, labels$"):
+        results.compare(tmp_path, baseline="best")
+
+
+def test_the_summary_declares_the_gain_and_cost_columns():
+    floats = ["gain_over_random", "gain_over_labels_high", "pipeline_seconds"]
+    assert {results.SUMMARY[c] for c in floats} == {"float64"}
+    assert results.SUMMARY["full_data_seconds_estimated"] == "boolean"
+    assert results.SUMMARY["teacher_outputs_bytes"] == results.SUMMARY["subset_draw"] == "Int64"
 
 
 class Terminal(io.StringIO):

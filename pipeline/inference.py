@@ -1,5 +1,6 @@
 """Running a trained model over a split, un-augmented, in eval mode: logits (and, where asked, the
-penultimate features) of every sample in canonical order. Used by the training loop's evaluation,
+penultimate features) of every sample in canonical order. Used by the training loop's evaluation (and the
+students' per-class accuracy),
 the stages that write a teacher's outputs, and the scorers; it sits below all of them.
 
 In fp32 (TF32 convolutions on GPUs) rather than bf16: scores rank these logits, and bf16's 3
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -60,3 +62,15 @@ def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.devi
         float((logits.argmax(1) == labels).float().mean()),
         float(F.cross_entropy(logits, labels)),
     )
+
+
+def per_class_accuracy(model: nn.Module, split: Split, num_classes: int, batch_size: int,
+                       device: torch.device) -> pd.DataFrame:
+    """Accuracy on the samples of each class of ``split``: one row per class (``label``,
+    ``samples``, ``accuracy``; NaN for a class without samples)."""
+    logits = torch.cat([logits.cpu() for logits in _logits_per_batch(model, split, batch_size, device)])
+    labels = split.labels
+    samples = torch.bincount(labels, minlength=num_classes)
+    correct = torch.bincount(labels[logits.argmax(1) == labels], minlength=num_classes)
+    return pd.DataFrame({"label": range(num_classes), "samples": samples.numpy(),
+                         "accuracy": (correct.double() / samples.double()).numpy()})

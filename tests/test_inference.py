@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from tiny import CPU, inputs, make_model
 
-from pipeline.inference import evaluate, predict, predict_with_features
+from pipeline.inference import evaluate, per_class_accuracy, predict, predict_with_features
 
 
 def test_predict_with_features(data):
@@ -38,3 +38,18 @@ def test_evaluate_on_chosen_samples(data):
     accuracy, loss = evaluate(model, data.train, 2, CPU, some)
     assert accuracy == pytest.approx(float((logits[some].argmax(1) == data.train.labels[some]).float().mean()))
     assert loss == pytest.approx(float(F.cross_entropy(logits[some], data.train.labels[some])), rel=1e-5)
+
+
+class ConstantModel(torch.nn.Module):
+    """Predicts class 1 for every image."""
+
+    def forward(self, x):
+        return torch.tensor([0.0, 1.0, 0.0, 0.0]).expand(len(x), 4)
+
+
+def test_per_class_accuracy(data):
+    """The tiny test split has labels 2, 1, 0, 1 (and no class 3): always predicting 1 is right on
+    both samples of class 1 and wrong on the others; a class without samples has no accuracy."""
+    table = per_class_accuracy(ConstantModel(), data.test, 4, 3, CPU)
+    assert table["label"].tolist() == [0, 1, 2, 3] and table["samples"].tolist() == [1, 2, 1, 0]
+    assert table["accuracy"].iloc[:3].tolist() == [0.0, 1.0, 0.0] and np.isnan(table["accuracy"].iloc[3])

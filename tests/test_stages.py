@@ -89,10 +89,10 @@ def test_student_refuses_a_subset_of_other_data(tmp_path, capsys):
     spec = {"experiment": "x", "data": DATA, "device": "cpu", "seed": 0,
             "student": {"model": "cnn", "model_args": {"width": 2}, "train": TRAIN},
             "distillation": {"name": "labels", "loss": "ce"}}
-    outputs = [tmp_path / "student" / name for name in ("epochs.parquet", "run.parquet", "model.pt")]
+    outputs = [tmp_path / "student" / name for name in ("epochs.parquet", "run.parquet", "model.pt", "per_class.parquet")]
     with pytest.raises(SystemExit) as exit_info:
         students.main(["--spec", json.dumps(spec), "--subset", str(kept), "--epochs-out", str(outputs[0]),
-                      "--run-out", str(outputs[1]), "--model-out", str(outputs[2])])
+                      "--run-out", str(outputs[1]), "--model-out", str(outputs[2]), "--per-class-out", str(outputs[3])])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "0123456789abcdef" in error and "\n" not in error
@@ -155,11 +155,11 @@ def test_class_statistics_of_the_augmented_pass_teacher_ce_scores_and_students_c
     student = {"experiment": "x", "data": DATA, "device": "cpu", "seed": 0,
                "student": {"model": "cnn", "model_args": {"width": 2}, "train": TRAIN},
                "distillation": {"name": "kd", "loss": "kd", "teacher": "t", "reshape": True, "reshape_view_seed": 10}}
-    outputs = [tmp_path / "student" / name for name in ("epochs.parquet", "run.parquet", "model.pt")]
+    outputs = [tmp_path / "student" / name for name in ("epochs.parquet", "run.parquet", "model.pt", "per_class.parquet")]
     with pytest.raises(SystemExit) as exit_info:
         students.main(["--spec", json.dumps(student), "--subset", str(kept), "--teacher", str(files["model.pt"]),
                       "--teacher-class-std", str(files["class_std.parquet"]), "--epochs-out", str(outputs[0]),
-                      "--run-out", str(outputs[1]), "--model-out", str(outputs[2])])
+                      "--run-out", str(outputs[1]), "--model-out", str(outputs[2]), "--per-class-out", str(outputs[3])])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error == (f"error: {files['class_std.parquet']} holds the class statistics of the un-augmented images, not "

@@ -18,6 +18,7 @@ from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder,
 from pipeline.devices import ranks
 from pipeline.distillation import DistillSetting
 from pipeline.errors import UserError
+from pipeline.inference import per_class_accuracy
 from pipeline.io import code_version, read_table, require_same_data, stable_hash, write_table
 from pipeline.models import build_model
 from pipeline.models.shaping import shaped_model_args
@@ -37,6 +38,7 @@ def main(argv=None):
     p.add_argument("--epochs-out", required=True)
     p.add_argument("--run-out", required=True)
     p.add_argument("--model-out", required=True)
+    p.add_argument("--per-class-out", required=True, help="test accuracy per class of the model the run ends with")
     add_resume_arguments(p)
     args = p.parse_args(argv)
     spec, data, device = setup(args)
@@ -70,6 +72,7 @@ def main(argv=None):
             "subset": args.subset, "subset_scores_hash": subset_meta["scores_hash"], "device": str(device),
             **data_meta(data)}
     evaluated = history.dropna(subset=["test_acc"])
+    per_class = per_class_accuracy(model, data.test, data.num_classes, cfg.batch_size * 4, device)
     loss_params = setting.loss_params()
     run = {
         "experiment": spec["experiment"],
@@ -98,6 +101,8 @@ def main(argv=None):
         "steps": int(history["steps"].sum()),
         "final_test_acc": float(history["test_acc"].iloc[-1]),
         "best_test_acc": float(evaluated["test_acc"].max()),  # chosen on the test set: biased, for reference only
+        # the lowest per-class test accuracy of the model the run ends with (train.select)
+        "worst_class_acc": float(per_class["accuracy"].min()),
         # model selection on the held-out validation samples (NaN without a validation split)
         **best_by_validation(evaluated),
         "n_train": len(indices),
@@ -117,6 +122,7 @@ def main(argv=None):
         "code_version": code_version(),
     }
     write_table(history, args.epochs_out, meta)
+    write_table(per_class, args.per_class_out, meta)
     save_model(args.model_out, model, {"model": model_name, "model_args": model_args,
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
                                        "test_acc": float(selected_epoch(history, cfg.select)["test_acc"]), **meta})

@@ -13,10 +13,9 @@ from snakemake.exceptions import WorkflowError
 REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO))
 from pipeline.config import validate_config
-from pipeline.distillation import DistillSetting
 from pipeline.errors import UserError
+from pipeline.jobs import PLACES, Experiment, Job
 from pipeline.scorers import build_scorer
-from pipeline.selectors import draws_at_random
 
 try:
     config.update(validate_config(config))
@@ -24,61 +23,36 @@ except UserError as error:
     raise WorkflowError(str(error)) from None
 
 
-# Paths. Each job's place below the experiment's folders: its outputs are under
-# RESULTS/<place>/ (or are RESULTS/<place>.parquet), its log is LOGS/<place>.log and its
+# Paths. Each job's place below the experiment's folders (pipeline.jobs.PLACES): its outputs are
+# under RESULTS/<place>/ (or are RESULTS/<place>.parquet), its log is LOGS/<place>.log and its
 # benchmark (wall time, memory) BENCHMARKS/<place>.tsv. The rules write their outputs from
 # these; a rule that reads another's files takes them from that rule (rules.<name>.output).
 RESULTS = f"results/{config['experiment']}"
 LOGS = f"logs/{config['experiment']}"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 PLOTS = f"{RESULTS}/plots"
-TEACHER = "teachers/{teacher}"
-PRUNED_TEACHER = "teachers/{pruned}"
-# (its output is teachers/<name>/views<K>.pt)
-TEACHER_VIEWS = "teachers/{viewed}_views{views}"
-# (its output is teachers/<name>/class_logit_std_view<seed>.parquet)
-TEACHER_VIEW_STD = "teachers/{viewed}_class_logit_std_view{view_seed}"
-PROXY = "proxies/run{run}"
+TEACHER = PLACES["teachers"]
+PRUNED_TEACHER = PLACES["pruned_teachers"]
+TEACHER_VIEWS = PLACES["teacher_views"]
+TEACHER_VIEW_STD = PLACES["teacher_view_std"]
+PROXY = PLACES["proxies"]
 # the proxies' models at their scoring epochs (proxies.score_epochs), beside model.pt
 PROXY_EPOCH_MODEL = f"{RESULTS}/{PROXY}/model_epoch{{epoch}}.pt"
 PROXY_SCORE_EPOCHS = config["proxies"]["score_epochs"] or []
-SCORES = "scores/{scorer}"
-# (its outputs are scores_summary.parquet and two plots)
-SCORES_SUMMARY = "scores/summary"
-SUBSET = "subsets/{scorer}/{selector}/keep{keep}"
-# a random draw's subset for one student seed (selection.random_draws: per_student_seed)
-DRAWN_SUBSET = "subsets/{scorer}/{selector}/keep{keep}/draw{draw}"
-STUDENT = "students/{scorer}/{selector}/keep{keep}/{distill}/seed{seed}"
+SCORES = PLACES["scores"]
+SCORES_SUMMARY = PLACES["scores_summary"]
+SUBSET = PLACES["subsets"]
+DRAWN_SUBSET = PLACES["drawn_subsets"]
+STUDENT = PLACES["students"]
 
-
-def keep_label(fraction):
-    return format(fraction, "g")
-
-
+# The experiment's jobs, selections, keep fractions and settings (pipeline.jobs).
+EXPERIMENT = Experiment(config)
 SCORING_TEACHER = config["scoring"]["teacher"]
-SETTINGS = {
-    name: DistillSetting.parse(name, entry)
-    for name, entry in config["distillation"].items()
-}
-KEEPS = {keep_label(f): f for f in config["selection"]["keep_fractions"]}
-SELECTIONS = [
-    (scorer, selector)
-    for selector, entry in config["selection"]["selectors"].items()
-    for scorer in entry["scorers"]
-]
+SETTINGS = EXPERIMENT.settings
+KEEPS = EXPERIMENT.keeps
+SELECTIONS = EXPERIMENT.selections
 SELECTED_SCORERS = list(dict.fromkeys(scorer for scorer, _ in SELECTIONS))
-# The selections that are random draws, drawn afresh for each student seed.
-DRAWN = {
-    (scorer, selector)
-    for scorer, selector in SELECTIONS
-    if config["selection"]["random_draws"] == "per_student_seed"
-    and (
-        build_scorer(scorer, config["scorers"][scorer]).draws_at_random
-        or draws_at_random(selector)
-    )
-}
-# The galleries show the subsets of the middle keep fraction.
-GALLERY_KEEP = list(KEEPS)[len(KEEPS) // 2]
+GALLERY_KEEP = EXPERIMENT.gallery_keep()
 
 
 def choice(names):
@@ -272,17 +246,8 @@ def subset_inputs(wildcards):
 
 def subset_of(scorer, selector, keep, seed):
     """The subset a student of ``seed`` trains on: its own draw for a drawn selection."""
-    if (scorer, selector) in DRAWN:
-        return expand(
-            rules.drawn_subsets.output.subset,
-            scorer=scorer,
-            selector=selector,
-            keep=keep,
-            draw=seed,
-        )[0]
-    return expand(
-        rules.subsets.output.subset, scorer=scorer, selector=selector, keep=keep
-    )[0]
+    job = EXPERIMENT.subset(scorer, selector, keep, seed)
+    return expand(getattr(rules, job.rule).output.subset, **dict(job.wildcards))[0]
 
 
 def student_subset(wildcards):
@@ -325,18 +290,8 @@ def student_outputs(key):
 
     def outputs(wildcards):
         return [
-            expand(
-                getattr(rules.students.output, key),
-                scorer=scorer,
-                selector=selector,
-                keep=keep,
-                distill=distill,
-                seed=seed,
-            )[0]
-            for scorer, selector in SELECTIONS
-            for keep in KEEPS
-            for distill in config["distillation"]
-            for seed in config["student"]["seeds"]
+            expand(getattr(rules.students.output, key), **dict(job.wildcards))[0]
+            for job in EXPERIMENT.students()
         ]
 
     return outputs

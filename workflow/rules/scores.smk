@@ -16,7 +16,7 @@ rule proxies:
     resources:
         gpu=GPU,
         mem_mb=HOST_MEM_MB,
-        runtime=proxy_runtime,
+        runtime=runtime("proxies"),
         checkpoint_every=CHECKPOINT_EVERY,
     params:
         spec=proxy_spec,
@@ -45,7 +45,7 @@ rule scores:
     resources:
         gpu=GPU,
         mem_mb=HOST_MEM_MB,
-        runtime=scoring_runtime,
+        runtime=runtime("scores"),
     params:
         spec=score_spec,
         inputs=score_arguments,

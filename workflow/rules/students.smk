@@ -7,6 +7,7 @@ rule students:
         run=f"{RESULTS}/{STUDENT}/run.parquet",
         epochs=f"{RESULTS}/{STUDENT}/epochs.parquet",
         model=f"{RESULTS}/{STUDENT}/model.pt",
+        per_class=f"{RESULTS}/{STUDENT}/per_class.parquet",
     log:
         f"{LOGS}/{STUDENT}.log",
     benchmark:
@@ -17,7 +18,7 @@ rule students:
     resources:
         gpu=GPU,
         mem_mb=HOST_MEM_MB,
-        runtime=student_runtime,
+        runtime=runtime("students"),
         checkpoint_every=CHECKPOINT_EVERY,
     params:
         spec=student_spec,
@@ -26,4 +27,5 @@ rule students:
     shell:
         "python -m pipeline.stages.students --spec {params.spec:q} --threads {threads} --subset {input.subset:q} "
         "{params.teacher} --epochs-out {output.epochs:q} --run-out {output.run:q} --model-out {output.model:q} "
+        "--per-class-out {output.per_class:q} "
         "--resume {params.resume:q} --checkpoint-every {resources.checkpoint_every} > {log:q} 2>&1"

@@ -17,7 +17,7 @@ rule teachers:
     resources:
         gpu=teacher_gpus,
         mem_mb=HOST_MEM_MB,
-        runtime=teacher_runtime,
+        runtime=runtime("teachers"),
         checkpoint_every=CHECKPOINT_EVERY,
     params:
         spec=teacher_spec,
@@ -50,7 +50,7 @@ rule pruned_teachers:
     resources:
         gpu=GPU,
         mem_mb=HOST_MEM_MB,
-        runtime=pruned_teacher_runtime,
+        runtime=runtime("pruned_teachers"),
         checkpoint_every=CHECKPOINT_EVERY,
     params:
         spec=pruned_teacher_spec,
@@ -79,7 +79,7 @@ rule teacher_views:
     resources:
         gpu=GPU,
         mem_mb=HOST_MEM_MB,
-        runtime=teacher_views_runtime,
+        runtime=runtime("teacher_views"),
     params:
         spec=teacher_views_spec,
     shell:
@@ -104,7 +104,7 @@ rule teacher_view_std:
     resources:
         gpu=GPU,
         mem_mb=HOST_MEM_MB,
-        runtime=teacher_view_std_runtime,
+        runtime=runtime("teacher_view_std"),
     params:
         spec=teacher_view_std_spec,
     shell:

@@ -97,6 +97,10 @@ class Experiment:
             return Job.of("drawn_subsets", scorer=scorer, selector=selector, keep=keep, draw=seed)
         return Job.of("subsets", scorer=scorer, selector=selector, keep=keep)
 
+    def student(self, scorer: str, selector: str, keep_fraction: float, distill: str, seed: int) -> Job:
+        return Job.of("students", scorer=scorer, selector=selector, keep=keep_label(keep_fraction), distill=distill,
+                      seed=seed)
+
     def students(self) -> list[Job]:
         """Every student, in one fixed order (the aggregate's)."""
         return [Job.of("students", scorer=scorer, selector=selector, keep=keep, distill=distill, seed=seed)
@@ -204,14 +208,18 @@ class Experiment:
 
     def student_flops(self, distill: str, samples: int) -> float:
         """A student of setting ``distill`` trained on ``samples`` samples."""
-        setting = self.settings[distill]
-        teacher = base_teacher(self.config, setting.teacher) if setting.teacher else None
+        return self.student_flops_per_image(distill) * images_trained(self.config["student"]["train"], samples)
+
+    def student_flops_per_image(self, distill: str | None) -> float:
+        """Forward and backward (3x forward) of a student of setting ``distill`` (None: labels only,
+        ``student.model``) on one image, plus its teacher's forward when it distils online."""
+        setting = self.settings[distill] if distill is not None else None
+        teacher = base_teacher(self.config, setting.teacher) if setting and setting.teacher else None
         student = self.config["student"]
-        if setting.shape_student:
+        if setting and setting.shape_student:
             student = {**student, "model": teacher["model"], "model_args": teacher["model_args"]}
         online = teacher is not None and not setting.cached_views  # cached views: no teacher forward pass
-        per_image = 3 * self.forward_flops(student) + (self.forward_flops(teacher) if online else 0)
-        return per_image * images_trained(student["train"], samples)
+        return 3 * self.forward_flops(student) + (self.forward_flops(teacher) if online else 0)
 
 
 def images_trained(train: dict[str, Any], samples: int) -> int:

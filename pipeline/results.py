@@ -29,7 +29,9 @@ from pipeline.io import read_meta
 RUN_KEYS = {"scorer": "str", "selector": "str", "keep_fraction": "float64", "distillation": "str", "seed": "int64"}
 
 SCORES = {"sample_index": "int64", "label": "int64", "score": "float64", "scorer": "str"}
-SUBSETS = {"sample_index": "int64", "label": "int64", "scorer": "str", "selector": "str", "keep_fraction": "float64"}
+# ``draw``: the student seed a random draw's subset was drawn for (selection.random_draws), else empty
+SUBSETS = {"sample_index": "int64", "label": "int64", "scorer": "str", "selector": "str", "keep_fraction": "float64",
+           "draw": "Int64"}
 SCORES_SUMMARY = {"scorer": "str", "other": "str", "label": "Int64", "statistic": "str", "value": "float64"}
 # Plus one float64 ``train_<term>`` column per term of any student's loss (``train_ce``,
 # ``train_kd``, ...), missing in the rows of runs whose loss has no such term.
@@ -87,8 +89,10 @@ def scores(results: str | Path) -> pd.DataFrame:
 
 
 def subsets(results: str | Path) -> pd.DataFrame:
-    """One row per subset and kept sample (``SUBSETS``)."""
-    return _typed(pd.read_parquet(Path(results) / "subsets"), SUBSETS)
+    """One row per subset and kept sample (``SUBSETS``). Read file by file: a folder read would take
+    its columns from the first file and drop the ``draw`` column of the drawn subsets."""
+    files = sorted((Path(results) / "subsets").rglob("*.parquet"))
+    return _typed(pd.concat([pd.read_parquet(path) for path in files], ignore_index=True), SUBSETS)
 
 
 def scores_summary(results: str | Path) -> pd.DataFrame:

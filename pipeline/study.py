@@ -140,10 +140,13 @@ def _caption(metric: str) -> str:
 
 def _best(rows: pd.DataFrame) -> str:
     """The best column of one keep fraction (``rows`` indexed by setting): the best setting's name,
-    or "tied: " and the tied settings, those without an interval marked (n=1)."""
+    "all tied" when every setting is, or "tied: " and the tied settings, those without an interval
+    marked (n=1)."""
     if (rows["verdict"] == "best").any():
         return rows.index[rows["verdict"] == "best"][0]
     tied = rows[rows["verdict"] == "tied"]
+    if len(tied) == len(rows) > 2:
+        return f"all {len(rows)} tied"
     return "tied: " + ", ".join(s if n > 1 else f"{s} (n={n})" for s, n in tied["seeds"].items())
 
 

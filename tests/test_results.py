@@ -11,7 +11,7 @@ from pipeline import results
 from pipeline.errors import UserError
 from pipeline.io import write_table
 from pipeline.progress import bar, progress_bar
-from pipeline.stages.aggregate import every_epoch
+from pipeline.stages.aggregate import with_run_keys
 from pipeline.stages.galleries import gallery_picks
 from pipeline.stages.scores_summary import rank_correlation, summarise
 
@@ -30,12 +30,12 @@ def test_gallery_picks_hardest_medium_easiest_of_kept_and_pruned():
     assert picks["score"].iloc[0] == 0.9
 
 
-def test_every_epoch_puts_the_run_keys_in_front_and_unites_the_loss_terms():
+def test_with_run_keys_puts_the_run_keys_in_front_and_unites_the_loss_terms():
     run = {"scorer": "el2n", "selector": "hardest", "keep_fraction": 0.1, "seed": 0, "final_test_acc": 0.5}
     labels = pd.DataFrame([{**run, "distillation": "labels"}])
     kd = pd.DataFrame([{**run, "distillation": "kd"}])
     history = pd.DataFrame({"epoch": [1, 2], "train_ce": [2.0, 1.0]})
-    table = every_epoch([kd, labels], [history.assign(train_kd=[0.5, 0.25]), history])
+    table = with_run_keys([kd, labels], [history.assign(train_kd=[0.5, 0.25]), history], "epoch")
     assert table.columns.tolist() == [*results.RUN_KEYS, "epoch", "train_ce", "train_kd"]
     # sorted by the keys: kd before labels
     assert table[["distillation", "epoch"]].values.tolist() == [["kd", 1], ["kd", 2], ["labels", 1], ["labels", 2]]
@@ -108,3 +108,15 @@ def test_progress_bar_only_on_a_terminal():
 def test_bar_shows_the_share_done_and_the_time_left():
     # 1 of 4 steps in 2 s: 8 of 30 characters (7.5 rounded to even), 3 steps x 2 s left
     assert bar("scoring", 1, 4, 2.0) == "scoring [" + "#" * 8 + " " * 22 + "] 1/4, 6s left"
+
+
+def test_subsets_reads_the_drawn_subsets_with_their_draw(tmp_path):
+    fixed = pd.DataFrame({"sample_index": [1, 3], "label": [0, 1], "scorer": "el2n", "selector": "hardest",
+                          "keep_fraction": 0.5})
+    drawn = pd.DataFrame({"sample_index": [2], "label": [1], "scorer": "random", "selector": "hardest",
+                          "keep_fraction": 0.5, "draw": 10})
+    write_table(fixed, tmp_path / "subsets" / "el2n" / "hardest" / "keep0.5.parquet", {})
+    write_table(drawn, tmp_path / "subsets" / "random" / "hardest" / "keep0.5" / "draw10.parquet", {})
+    table = results.subsets(tmp_path)
+    assert table["scorer"].tolist() == ["el2n", "el2n", "random"] and str(table["draw"].dtype) == "Int64"
+    assert table["draw"].isna().tolist() == [True, True, False] and table["draw"].iloc[2] == 10

@@ -10,8 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 
+from pipeline.config import validate_config
 from pipeline.io import read_meta
+from pipeline.jobs import Experiment
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
@@ -188,6 +191,33 @@ def test_tiny_configuration_end_to_end(tmp_path):
     assert (summary["best_test_acc"] >= summary["final_test_acc"]).all()
     assert (tmp_path / "results" / "tiny" / "plots" / "accuracy_vs_keep_fraction.png").stat().st_size > 10_000
 
+    # what each result cost: a costs row for every job that ran, and each row's pipeline time is its
+    # own plus that of every job upstream of it
+    results = tmp_path / "results" / "tiny"
+    experiment = Experiment(validate_config(yaml.safe_load(TINY.read_text())))
+    costs = pd.read_parquet(results / "costs.parquet")
+    assert sorted(costs["place"]) == sorted(job.place for job in experiment.jobs())
+    assert (costs["wall_seconds"] > 0).all() and (costs["peak_rss_mb"] > 0).all()
+    seconds = dict(zip(costs["place"], costs["wall_seconds"]))
+    for row in summary.itertuples():
+        job = experiment.student(row.scorer, row.selector, row.keep_fraction, row.distillation, row.seed)
+        assert row.student_seconds == seconds[job.place]
+        assert row.pipeline_seconds == pytest.approx(row.student_seconds + sum(seconds[j.place] for j in experiment.upstream(job)))
+    assert summary["full_data_seconds_estimated"].all() and (summary["full_data_seconds"] > 0).all()  # no f = 1
+    # per-class test accuracy of every run (10 classes), its worst class in the summary
+    per_class = pd.read_parquet(results / "per_class.parquet")
+    assert len(per_class) == 36 * 10 and per_class["samples"].sum() == 36 * 200
+    worst = per_class.groupby(["scorer", "selector", "keep_fraction", "distillation", "seed"])["accuracy"].min()
+    keyed = summary.set_index(["scorer", "selector", "keep_fraction", "distillation", "seed"])
+    assert (keyed["worst_class_acc"] == worst[keyed.index]).all()
+    # gains with one seed: plain differences of the means, no interval
+    same = ["selector", "keep_fraction", "distillation", "seed"]
+    random_acc = summary[summary["scorer"] == "random"].set_index(same)["final_test_acc"]
+    el2n = summary[(summary["scorer"] == "el2n") & (summary["selector"] == "hardest")].set_index(same)
+    assert el2n["gain_over_random"].tolist() == pytest.approx((el2n["final_test_acc"] - random_acc[el2n.index]).tolist())
+    assert el2n["gain_over_random_low"].isna().all()
+    assert summary.loc[summary["distillation"] == "labels", "gain_over_labels"].isna().all()
+
     # the data each student saw is traceable: its subset records the scores it came from
     subset = tmp_path / "results" / "tiny" / "subsets" / "el2n" / "hardest" / "keep0.1.parquet"
     meta = read_meta(subset)
@@ -232,7 +262,7 @@ def test_distillation_variants_end_to_end(tmp_path):
     scores = pd.read_parquet(results / "scores" / "random.parquet")
     held_out = sorted(set(range(600)) - set(scores["sample_index"]))
     assert len(scores) + len(held_out) == 600 and 50 <= len(held_out) <= 60  # floor(10 %) of each class
-    subset = pd.read_parquet(results / "subsets" / "random" / "hardest" / "keep0.5.parquet")
+    subset = pd.read_parquet(results / "subsets" / "random" / "hardest" / "keep0.5" / "draw0.parquet")  # seed 0's draw
     assert not set(subset["sample_index"]) & set(held_out)
     assert (summary["n_train"] == len(subset)).all() and 260 < len(subset) < 280  # half of each class's remaining samples
     assert summary["best_val_epoch"].isin([1, 2]).all() and summary["test_acc_at_best_val"].notna().all()
@@ -245,6 +275,8 @@ def test_distillation_variants_end_to_end(tmp_path):
     assert summary.loc["kd_pruned", "teacher_outputs"] == "online"
     assert pd.isna(summary.loc["labels", "teacher_outputs"])
     views = torch.load(results / "teachers" / "r20_s49" / "views2.pt", weights_only=True)
+    assert summary.loc["kd_cached", "teacher_outputs_bytes"] == (results / "teachers" / "r20_s49" / "views2.pt").stat().st_size
+    assert pd.isna(summary.loc["kd_pruned", "teacher_outputs_bytes"])
     assert views["logits"].shape == (2, 600, 10) and views["teacher"] == "r20_s49"
 
     # the pruned chain: 2 rounds then 1 more at 20 % of the remaining weights -> 1 - 0.8^3

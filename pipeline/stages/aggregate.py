@@ -1,41 +1,72 @@
-"""Stage 5: gather every student's result row into ``summary.parquet`` and every student's
-per-epoch metrics into ``epochs.parquet`` (each row with its run's keys), then write what the user
-reads of them: final test accuracy against keep fraction per scorer, the KD gain over labels-only
-training as a heatmap, and the study's table (Parquet, Markdown, HTML) and plot
-(``pipeline.study``: the reported accuracy, ``report.metric``, per keep fraction and compared
-setting, mean ± std over seeds). The galleries of kept and pruned samples are the ``galleries`` stage's."""
+"""Stage 5: gather every student's result row into ``summary.parquet``, its per-epoch metrics into
+``epochs.parquet`` and its per-class test accuracy into ``per_class.parquet`` (each row with its
+run's keys), and every job's measured cost into ``costs.parquet`` (``pipeline.costs``). Each summary
+row gains what it cost (student_seconds, pipeline_seconds, full_data_seconds) and its gain over the
+random subset and over labels only, with 95 % intervals over seeds (``pipeline.comparisons``).
+Then write what the user reads of them: final test accuracy against keep fraction per scorer, the
+KD gain over labels-only training and the gain over random as heatmaps, accuracy against the whole
+pipeline's time, and the study's table (Parquet, Markdown, HTML) and plot (``pipeline.study``: the
+reported accuracy, ``report.metric``, per keep fraction and compared setting, mean ± std and its
+interval over seeds, best only where the intervals say so). The galleries of kept and pruned samples
+are the ``galleries`` stage's."""
 from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 
 from pipeline import plots, results, study
 from pipeline.cli import stage
+from pipeline.comparisons import add_gains
+from pipeline.costs import add_costs, job_costs
 from pipeline.errors import UserError
-from pipeline.io import atomic_write, read_table, stable_hash, write_table
+from pipeline.io import atomic_write, read_meta, read_table, stable_hash, write_table
+from pipeline.jobs import Experiment, Job
 
 KEYS = ["scorer", "selector", "distillation", "keep_fraction"]
 RUN_KEYS = list(results.RUN_KEYS)
 
 
-def every_epoch(runs: list[pd.DataFrame], histories: list[pd.DataFrame]) -> pd.DataFrame:
-    """Each run's per-epoch metrics with the run's keys in front; the loss-term columns of all
-    losses (a ``train_kd`` only KD has), empty where a run's loss has no such term."""
-    tables = [history.assign(**run[RUN_KEYS].iloc[0].to_dict())[RUN_KEYS + list(history.columns)]
-              for run, history in zip(runs, histories)]
-    return pd.concat(tables, ignore_index=True).sort_values(RUN_KEYS + ["epoch"], ignore_index=True)
+def with_run_keys(runs: list[pd.DataFrame], tables: list[pd.DataFrame], row: str) -> pd.DataFrame:
+    """Each run's table (per ``row``: epoch, label) with the run's keys in front, as one table; the
+    columns of all tables (a ``train_kd`` only KD has), empty where a run's table has no such column."""
+    keyed = [table.assign(**run[RUN_KEYS].iloc[0].to_dict())[RUN_KEYS + list(table.columns)]
+             for run, table in zip(runs, tables)]
+    return pd.concat(keyed, ignore_index=True).sort_values(RUN_KEYS + [row], ignore_index=True)
+
+
+def recorded_devices(folder: Path, jobs: list[Job]) -> dict[Job, str]:
+    """The device each training or scoring job's main table records in its metadata."""
+    tables = {"teachers": "{place}/epochs.parquet", "pruned_teachers": "{place}/epochs.parquet",
+              "proxies": "{place}/epochs.parquet", "scores": "{place}.parquet", "students": "{place}/run.parquet"}
+    devices = {}
+    for job in jobs:
+        if job.rule in tables:
+            path = folder / tables[job.rule].format(place=job.place)
+            device = read_meta(path).get("device") if path.exists() else None
+            if device is not None:
+                devices[job] = device
+    return devices
 
 
 @stage
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--spec", required=True, type=json.loads, help="the experiment, its data and report sections as JSON")
+    p.add_argument("--spec", required=True, type=json.loads, help="the experiment's validated config as JSON")
     p.add_argument("--runs", nargs="+", required=True, help="the students' run tables")
     p.add_argument("--epochs", nargs="+", required=True, help="the students' per-epoch tables, in the order of --runs")
+    p.add_argument("--per-class", nargs="+", required=True, help="the students' per-class tables, in the order of --runs")
+    p.add_argument("--benchmarks", nargs="+", required=True,
+                   help="the benchmark of every job but the aggregate, in the order of pipeline.jobs.Experiment.jobs")
     p.add_argument("--summary-out", required=True)
     p.add_argument("--epochs-out", required=True)
+    p.add_argument("--per-class-out", required=True)
+    p.add_argument("--costs-out", required=True)
+    p.add_argument("--gain-plot-out", required=True)
+    p.add_argument("--cost-plot-out", required=True)
     p.add_argument("--accuracy-plot-out", required=True)
     p.add_argument("--kd-gain-plot-out", required=True)
     p.add_argument("--study-table-out", required=True)
@@ -43,8 +74,9 @@ def main(argv=None):
     p.add_argument("--study-html-out", required=True)
     p.add_argument("--study-plot-out", required=True)
     args = p.parse_args(argv)
-    if len(args.runs) != len(args.epochs):
-        raise UserError(f"{len(args.runs)} run tables but {len(args.epochs)} per-epoch tables")
+    if not len(args.runs) == len(args.epochs) == len(args.per_class):
+        raise UserError(f"{len(args.runs)} run tables but {len(args.epochs)} per-epoch and {len(args.per_class)} "
+                        f"per-class tables")
     spec, report = args.spec, args.spec["report"]
     runs = [read_table(path)[0] for path in args.runs]
     summary = pd.concat(runs, ignore_index=True).sort_values(KEYS + ["seed"], ignore_index=True)
@@ -53,17 +85,34 @@ def main(argv=None):
         raise UserError(f"the students were trained on different data (fingerprints {fingerprints})")
     meta = {"stage": "aggregate", "experiment": spec["experiment"], "spec": spec, "config_hash": stable_hash(spec),
             "dataset": summary["dataset"].iloc[0], "dataset_fingerprint": fingerprints[0]}
-    write_table(summary, args.summary_out, meta)
-    write_table(every_epoch(runs, [read_table(path)[0] for path in args.epochs]), args.epochs_out, meta)
 
-    experiment = spec["experiment"]
+    experiment = Experiment(spec)
+    jobs = experiment.jobs()
+    if len(jobs) != len(args.benchmarks):
+        raise UserError(f"{len(args.benchmarks)} benchmarks for the experiment's {len(jobs)} jobs")
+    students = [experiment.student(*row) for row in summary[RUN_KEYS].itertuples(index=False)]
+    if Counter(students) != Counter(experiment.students()):
+        raise UserError(f"the {len(runs)} run tables are not the experiment's {len(experiment.students())} students")
+    folder = Path(args.summary_out).parent
+    costs = job_costs(experiment, dict(zip(jobs, args.benchmarks)), recorded_devices(folder, jobs))
+    write_table(costs, args.costs_out, meta)
+    summary = add_gains(add_costs(summary, costs, experiment, students), study.metric(report))
+    write_table(summary, args.summary_out, meta)
+    write_table(with_run_keys(runs, [read_table(path)[0] for path in args.epochs], "epoch"), args.epochs_out, meta)
+    write_table(with_run_keys(runs, [read_table(path)[0] for path in args.per_class], "label"), args.per_class_out, meta)
+
+    name = spec["experiment"]
     plots.accuracy_per_scorer(study.study_table(summary, study.DEFAULT_COMPARE),
-                              f"{experiment}: mean ± std over seeds; labels only dashed", args.accuracy_plot_out)
-    plots.heatmaps(study.kd_gain(summary), f"{experiment}: KD gain, final test accuracy of KD minus labels only (points)",
+                              f"{name}: mean ± std over seeds; labels only dashed", args.accuracy_plot_out)
+    plots.heatmaps(study.kd_gain(summary), f"{name}: KD gain, final test accuracy of KD minus labels only (points)",
                    "accuracy gain (points)", args.kd_gain_plot_out, "+.1f",
                    empty="no pair of a labels-only setting and a setting with a teacher")
 
-    compare, title, metric = study.compared(report), study.title(report, experiment), study.metric(report)
+    plots.gain_over_random(summary, f"{name}: gain over the random subset, {study.METRIC_NAMES[study.metric(report)]} "
+                                     f"(points, 95 % interval over seeds)", args.gain_plot_out)
+    plots.accuracy_vs_cost(summary, f"{name}: accuracy against the whole pipeline's time", args.cost_plot_out)
+
+    compare, title, metric = study.compared(report), study.title(report, name), study.metric(report)
     table = study.study_table(summary, compare, metric)
     write_table(table, args.study_table_out, meta)
     text = study.markdown(table, compare, title, metric)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -81,6 +82,8 @@ def main(argv=None):
         "teacher_test_acc": teacher_spec.get("test_acc"),
         "teacher_sparsity": teacher_spec.get("sparsity", 0.0) if teacher is not None else float("nan"),
         "teacher_outputs": teacher_outputs.description,
+        # the storage the cached teacher outputs take (cached_views), which every student of the teacher shares
+        "teacher_outputs_bytes": Path(args.teacher_views).stat().st_size if setting.cached_views else None,
         "student": f"{model_name}_shaped_from_{setting.teacher}" if setting.shape_student
         else model_name + _args_suffix(model_args),
         "student_params": sum(p.numel() for p in model.parameters()),
@@ -126,7 +129,7 @@ def main(argv=None):
     save_model(args.model_out, model, {"model": model_name, "model_args": model_args,
                                        "num_classes": data.num_classes, "in_channels": data.in_channels,
                                        "test_acc": float(selected_epoch(history, cfg.select)["test_acc"]), **meta})
-    write_table(pd.DataFrame([run]).astype({"best_val_epoch": "Int64", "subset_draw": "Int64"}), args.run_out, meta)
+    write_table(pd.DataFrame([run]).astype({"best_val_epoch": "Int64", "subset_draw": "Int64", "teacher_outputs_bytes": "Int64"}), args.run_out, meta)
     if resume is not None:
         resume.clear()
     print(f"final test accuracy {run['final_test_acc']:.4f} on {len(indices)} training samples")

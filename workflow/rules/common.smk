@@ -182,13 +182,9 @@ def galleries_spec():
 
 
 def aggregate_spec():
-    return as_json(
-        {
-            "experiment": config["experiment"],
-            "data": config["data"],
-            "report": config["report"],
-        }
-    )
+    """The whole validated config: the aggregate rebuilds the experiment's jobs from it
+    (pipeline.jobs) to say what each result cost."""
+    return as_json(config)
 
 
 # Inputs: the files of other rules a job reads, where they depend on the config.
@@ -295,6 +291,11 @@ def student_outputs(key):
         ]
 
     return outputs
+
+
+def all_benchmarks(wildcards):
+    """The benchmark of every job but the aggregate, in the order of pipeline.jobs.Experiment.jobs."""
+    return [f"{BENCHMARKS}/{job.place}.tsv" for job in EXPERIMENT.jobs()]
 
 
 def gallery_scores(wildcards):

@@ -1,0 +1,72 @@
+"""What each job and each result cost, measured.
+
+Snakemake's benchmark of every job (``benchmarks/<place>.tsv``: the wall time of the job's command,
+start-up included, its CPU time and peak resident memory) becomes one row of ``costs.parquet``, with
+the job's rule, wildcards and FLOPs (``pipeline.jobs``). Each student's summary row then gets:
+
+- ``student_seconds``: its own job's wall time;
+- ``pipeline_seconds``: that plus the wall time of every job upstream of it (its teacher and the
+  teachers it was pruned from, cached views, its subset, the scoring job of its scorer and what that
+  read, the proxies), each counted in full: what producing this one result costs from nothing;
+- ``full_data_seconds``: what the labels-only student on all the data with the same schedule costs:
+  measured (the mean wall time of the labels-only students at keep fraction 1) when the experiment
+  has them, else estimated from the row's own job: its training time (``train_seconds``) scaled by
+  the FLOP model to the labels-only student on every sample, plus the rest of its wall time
+  (start-up, data, evaluation) as it was; then ``full_data_seconds_estimated`` is true.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.errors import UserError
+from pipeline.jobs import Experiment, Job
+
+# The wildcard columns of costs.parquet, in the order they are shown.
+WILDCARDS = ["teacher", "pruned", "viewed", "views", "view_seed", "run", "scorer", "selector", "keep", "draw",
+             "distill", "seed"]
+
+
+def read_benchmark(path: str | Path) -> dict[str, float]:
+    """Wall seconds, CPU seconds and peak resident memory (MB) of a Snakemake benchmark file (the
+    mean over its rows, one per repetition)."""
+    try:
+        table = pd.read_csv(path, sep="\t")
+        return {"wall_seconds": float(table["s"].mean()), "cpu_seconds": float(table["cpu_time"].mean()),
+                "peak_rss_mb": float(table["max_rss"].mean())}
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as error:
+        raise UserError(f"{path} is no Snakemake benchmark ({error}); delete it and run the job again") from None
+
+
+def job_costs(experiment: Experiment, benchmarks: dict[Job, str | Path], devices: dict[Job, str]) -> pd.DataFrame:
+    """One row per job: rule, place, its wildcards, device (where its outputs record one, else
+    "cpu" for the jobs that read tables), wall and CPU seconds, peak memory and FLOPs."""
+    rows = []
+    for job, path in benchmarks.items():
+        wildcards = dict(job.wildcards)
+        rows.append({"rule": job.rule, "place": job.place, **{w: wildcards.get(w) for w in WILDCARDS},
+                     "device": devices.get(job, "cpu" if experiment.flops(job) == 0 else None),
+                     **read_benchmark(path), "flops": float(experiment.flops(job))})
+    return pd.DataFrame(rows).astype({w: "string" for w in WILDCARDS} | {"device": "string"})
+
+
+def add_costs(summary: pd.DataFrame, costs: pd.DataFrame, experiment: Experiment, jobs: list[Job]) -> pd.DataFrame:
+    """``summary`` with student_seconds, pipeline_seconds, full_data_seconds and
+    full_data_seconds_estimated; ``jobs``: each row's student job."""
+    seconds = dict(zip(costs["place"], costs["wall_seconds"]))
+    own = pd.Series([seconds.get(job.place, float("nan")) for job in jobs], index=summary.index)
+    upstream = pd.Series([sum(seconds.get(j.place, float("nan")) for j in experiment.upstream(job)) for job in jobs],
+                         index=summary.index)
+    out = summary.assign(student_seconds=own, pipeline_seconds=own + upstream)
+    labels = out["teacher"].isna() & out["infobatch_ratio"].isna()
+    full = out[labels & (out["keep_fraction"] == 1.0)]
+    if len(full):
+        return out.assign(full_data_seconds=float(full["student_seconds"].mean()), full_data_seconds_estimated=False)
+    # the labels-only student's FLOPs on every sample (the row's sample_steps / cost_fraction) over this row's
+    full_images = out["sample_steps"] / out["cost_fraction"]
+    labels_flops = [experiment.student_flops_per_image(None) * images for images in full_images]
+    row_flops = [experiment.student_flops_per_image(d) * s for d, s in zip(out["distillation"], out["sample_steps"])]
+    ratio = pd.Series(labels_flops, index=out.index) / pd.Series(row_flops, index=out.index)
+    full_data = out["student_seconds"] + out["train_seconds"] * (ratio - 1)
+    return out.assign(full_data_seconds=full_data, full_data_seconds_estimated=True)

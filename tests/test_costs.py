@@ -1,0 +1,85 @@
+"""What each job and each result cost: a benchmark file read, one costs row per job, and each
+student's own, pipeline and full-data seconds, by hand on the tiny experiment's jobs."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.config import validate_config
+from pipeline.costs import add_costs, job_costs, read_benchmark
+from pipeline.errors import UserError
+from pipeline.jobs import Experiment, Job
+
+REPO = Path(__file__).resolve().parent.parent
+HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def experiment(extra: dict | None = None) -> Experiment:
+    config = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
+    return Experiment(validate_config({**config, **(extra or {})}))
+
+
+def benchmark(path: Path, seconds: float) -> Path:
+    path.write_text(HEADER + f"{seconds}\t0:00:01\t100.5\t0\t0\t0\t0\t0\t0\t{seconds / 2}\n")
+    return path
+
+
+def test_read_benchmark_and_a_bad_one(tmp_path):
+    assert read_benchmark(benchmark(tmp_path / "a.tsv", 3.0)) == {"wall_seconds": 3.0, "cpu_seconds": 1.5,
+                                                                  "peak_rss_mb": 100.5}
+    (tmp_path / "b.tsv").write_text("nothing here\n")
+    with pytest.raises(UserError, match=r"b\.tsv is no Snakemake benchmark .*; delete it and run the job again"):
+        read_benchmark(tmp_path / "b.tsv")
+
+
+def summary_of(exp: Experiment, students: list[Job], **columns) -> pd.DataFrame:
+    rows = [{"scorer": j["scorer"], "selector": j["selector"], "keep_fraction": exp.keeps[j["keep"]],
+             "distillation": j["distill"], "seed": int(j["seed"]), "teacher": "t4" if j["distill"] == "kd" else None,
+             "infobatch_ratio": float("nan")} for j in students]
+    return pd.DataFrame(rows).assign(**columns)
+
+
+def test_pipeline_seconds_is_the_student_plus_every_job_upstream(tmp_path):
+    """el2n / hardest / 0.1 / kd reads its subset, el2n's scores, the two proxies and the teacher:
+    every job i of the experiment takes i + 1 seconds, so the sum is known by hand."""
+    exp = experiment()
+    jobs = exp.jobs()
+    seconds = {job: float(i + 1) for i, job in enumerate(jobs)}
+    costs = job_costs(exp, {job: benchmark(tmp_path / f"{i}.tsv", seconds[job]) for i, job in enumerate(jobs)},
+                      {Job.of("teachers", teacher="t4"): "cuda:0"})
+    assert len(costs) == len(jobs) and costs["place"].tolist() == [job.place for job in jobs]
+    teacher = costs.set_index("place").loc["teachers/t4"]
+    assert (teacher["rule"], teacher["teacher"], teacher["device"]) == ("teachers", "t4", "cuda:0")
+    assert teacher["flops"] == exp.flops(Job.of("teachers", teacher="t4"))
+    assert costs.set_index("place").loc["scores/summary", "device"] == "cpu"  # a job that reads tables
+
+    student = Job.of("students", scorer="el2n", selector="hardest", keep="0.1", distill="kd", seed=0)
+    upstream = [Job.of("subsets", scorer="el2n", selector="hardest", keep="0.1"), Job.of("scores", scorer="el2n"),
+                Job.of("proxies", run=0), Job.of("proxies", run=1), Job.of("teachers", teacher="t4")]
+    assert set(exp.upstream(student)) == set(upstream)
+    summary = summary_of(exp, [student], sample_steps=60, cost_fraction=0.1, train_seconds=2.0)
+    out = add_costs(summary, costs, exp, [student])
+    assert out["student_seconds"].iloc[0] == seconds[student]
+    assert out["pipeline_seconds"].iloc[0] == seconds[student] + sum(seconds[job] for job in upstream)
+
+
+def test_full_data_seconds_measured_at_keep_fraction_1_else_estimated(tmp_path):
+    exp = experiment({"selection": {"keep_fractions": [0.1, 1.0], "selectors": {"hardest": ["el2n"]}}})
+    labels_1, labels_01, kd_01 = (Job.of("students", scorer="el2n", selector="hardest", keep=keep, distill=d, seed=0)
+                                  for keep, d in (("1", "labels"), ("0.1", "labels"), ("0.1", "kd")))
+    costs = job_costs(exp, {labels_1: benchmark(tmp_path / "a.tsv", 20.0), labels_01: benchmark(tmp_path / "b.tsv", 5.0),
+                            kd_01: benchmark(tmp_path / "c.tsv", 6.0)}, {})
+    summary = summary_of(exp, [labels_1, labels_01, kd_01], sample_steps=[600, 60, 60], cost_fraction=[1.0, 0.1, 0.1],
+                         train_seconds=[16.0, 1.0, 2.0])
+    measured = add_costs(summary, costs, exp, [labels_1, labels_01, kd_01])
+    assert measured["full_data_seconds"].tolist() == [20.0] * 3 and not measured["full_data_seconds_estimated"].any()
+
+    # without f = 1: the row's training time scaled by the FLOPs of the labels-only student on all 600
+    # samples over its own, the rest of its wall time kept
+    estimated = add_costs(summary.iloc[1:], costs, exp, [labels_01, kd_01])
+    assert estimated["full_data_seconds_estimated"].all()
+    student = exp.student_flops_per_image(None)
+    kd = exp.student_flops_per_image("kd")
+    assert estimated["full_data_seconds"].tolist() == pytest.approx(
+        [5.0 + 1.0 * (10 - 1), 6.0 + 2.0 * (600 * student / (60 * kd) - 1)])

@@ -32,9 +32,23 @@ class Ranks:
         return self.rank == 0
 
 
+# Set by SLURM in a job (or step) that was given GPUs.
+GPU_GIVEN = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
+
+
 def resolve_device(name: str) -> torch.device:
+    """The device of ``device: auto | cpu | cuda``. ``auto`` is CUDA when torch sees a GPU, and
+    the CPU only in a job that was given none: a job SLURM gave GPUs that torch cannot see (no
+    driver, a CPU-only torch) stops in one line instead of training on the CPU for days."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        given = [f"{var}={os.environ[var]}" for var in GPU_GIVEN if os.environ.get(var)]
+        if given:
+            raise UserError(f"this job was given a GPU ({', '.join(given)}) but torch sees none (torch "
+                            f"{torch.__version__}, CUDA build {torch.version.cuda}); check the node's driver and "
+                            f"the environment's torch, or set device: cpu to train on the CPU")
+        return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("device 'cuda' requested but no CUDA device is visible; use 'auto' or 'cpu'")
     if name not in ("cpu", "cuda"):

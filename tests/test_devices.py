@@ -60,3 +60,21 @@ def test_a_teacher_job_under_torchrun_writes_once_and_sees_every_sample(tmp_path
     assert dynamics["margin"].notna().all()
     assert read_meta(tmp_path / "epochs.parquet")["ranks"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dynamics.parquet", "epochs.parquet", "model.pt"]
+
+
+def test_auto_in_a_job_given_a_gpu_that_torch_cannot_see_stops_in_one_line(monkeypatch):
+    """device: auto never falls back to the CPU in a job SLURM gave a GPU; outside one it does, and
+    device: cpu always trains on the CPU."""
+    from pipeline.devices import GPU_GIVEN, resolve_device
+    from pipeline.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for var in GPU_GIVEN:
+        monkeypatch.delenv(var, raising=False)
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setenv("SLURM_JOB_GPUS", "0")
+    with pytest.raises(UserError) as error:
+        resolve_device("auto")
+    assert str(error.value).startswith("this job was given a GPU (SLURM_JOB_GPUS=0) but torch sees none")
+    assert "set device: cpu" in str(error.value) and "\n" not in str(error.value)
+    assert resolve_device("cpu") == torch.device("cpu")

@@ -122,6 +122,10 @@ def slurm_cluster():
         assert down.returncode == 0 and not left, f"daemons left running: {left}\n{down.stdout}\n{down.stderr}"
 
 
+# The rules whose jobs ask for a GPU under device: auto (scores: the test gives every scorer one).
+GPU_RULES = ("teachers", "pruned_teachers", "proxies", "scores", "students")
+
+
 def make_profile(target: Path, students_per_job: int) -> Path:
     """slurm/config.yaml as a user gets it, with only what the one-node test cluster needs changed."""
     profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
@@ -130,16 +134,18 @@ def make_profile(target: Path, students_per_job: int) -> Path:
     profile["default-resources"]["slurm_partition"] = "debug"
     del profile["default-resources"]["slurm_account"]
     profile["slurm-no-account"] = True
-    # its fake GPUs have no type: take any GPU (what the profile says to do to take any GPU)
+    # its fake GPUs have no type: take any GPU (what the profile says to do to take any GPU); its
+    # one partition serves the CPU jobs too. The fake GPUs are no CUDA devices, so the experiment
+    # trains on the CPU (device: cpu, tiny_config), and the training and scoring jobs are given a
+    # GPU here as device: auto would ask for (device: auto would stop on a GPU torch cannot see)
     set_resources = {}
     for rule, resources in profile.get("set-resources", {}).items():
-        resources = {k: v for k, v in resources.items() if k != "gpu_model"}
+        resources = {k: ("debug" if k == "slurm_partition" else v) for k, v in resources.items() if k != "gpu_model"}
         if resources:
             set_resources[rule] = resources
-    if set_resources:
-        profile["set-resources"] = set_resources
-    else:  # an empty mapping would be a command-line error (`--set-resources` with no value)
-        profile.pop("set-resources", None)
+    for rule in GPU_RULES:
+        set_resources.setdefault(rule, {})["gpu"] = 1
+    profile["set-resources"] = set_resources
     # no slurmdbd, so job states come from squeue (tests/slurm/cluster-up.sh says why)
     profile["slurm-status-command"] = "squeue"
     # seconds-long jobs: the first status check after 5 s rather than 40
@@ -170,10 +176,9 @@ def make_profile(target: Path, students_per_job: int) -> Path:
 
 
 def tiny_config(target: Path) -> Path:
-    """tests/configs/tiny.yaml with device: auto, so that training and scoring jobs ask for a GPU."""
+    """tests/configs/tiny.yaml (device: cpu: its training and scoring jobs get a GPU from the profile)."""
     config = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
     assert config["device"] == "cpu"
-    config["device"] = "auto"
     target.write_text(yaml.safe_dump(config, sort_keys=False))
     return target
 

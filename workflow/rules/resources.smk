@@ -50,6 +50,12 @@ def pruned_teacher_threads(wildcards):
     return config["pruned_teachers"][wildcards.pruned]["threads"]
 
 
+def scores_gpu(wildcards):
+    """A GPU for a scorer that runs models (the proxies or the teacher); none for one that reads
+    tables or the teacher's saved logits (random, forgetting, aum, teacher_ce on clean images)."""
+    return GPU if EXPERIMENT.flops(Job.of("scores", scorer=wildcards.scorer)) else 0
+
+
 def teacher_gpus(wildcards):
     """The GPUs a teacher trains on (data-parallel with several), none with device: cpu."""
     return GPU * config["teachers"][wildcards.teacher]["gpus"]

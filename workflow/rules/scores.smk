@@ -43,7 +43,7 @@ rule scores:
         "../../environment.yml"
     threads: config["scoring"]["threads"]
     resources:
-        gpu=GPU,
+        gpu=scores_gpu,
         mem_mb=HOST_MEM_MB,
         runtime=runtime("scores"),
     params:

@@ -47,7 +47,7 @@ SUMMARY = {
     "best_val_acc": "float64", "test_acc_at_best_val": "float64", "n_train": "int64",
     "init_seed": "int64", "order_seed": "int64", "augment_seed": "int64",
     "infobatch_ratio": "float64", "infobatch_delta": "float64", "sample_steps": "int64", "cost_fraction": "float64",
-    "train_seconds": "float64", "device": "str", "dataset_fingerprint": "str", "subset_scores_hash": "str",
+    "train_seconds": "float64", "precision": "str", "device": "str", "dataset_fingerprint": "str", "subset_scores_hash": "str",
     "config_hash": "str", "config": "str", "code_version": "str",
     # each setting's gain over the random subset and over the labels only, with its 95 % interval
     # (``pipeline.comparisons.add_gains``; shares, as final_test_acc)

@@ -58,14 +58,27 @@ class TrainConfig:
     # Train only the first n epochs of the schedule (which still spans ``epochs``): a model taken
     # early inside a long run, as Paul et al. score EL2N at epoch 20 of 200. None: the whole run.
     stop_after: int | None = None
+    # The forward pass's precision: "bf16" (autocast to bfloat16, the loss in fp32), "fp32", or
+    # "auto": bf16 on a GPU, fp32 on the CPU (whose bf16 is slow without AMX).
+    precision: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "schedule", schedule_entry(self.schedule))
         if self.select not in SELECT:
             raise UserError(f"train.select must be one of {', '.join(SELECT)}, got {self.select!r}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 SELECT = ("last", "best_val")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def resolved_precision(cfg: TrainConfig, device: torch.device) -> str:
+    """The precision a run trains in on ``device``: bf16 or fp32 (``TrainConfig.precision``)."""
+    if cfg.precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return cfg.precision
 
 
 def selected_epoch(history: pd.DataFrame, select: str) -> pd.Series:
@@ -163,7 +176,8 @@ def fit(
 
     start = time.perf_counter() - run.elapsed
     with LayerOutputs(model, loss.student_layers) as student_layers, StopSignal() as stop:
-        step = _Step(forward, loss, student_layers, teacher, optimizer, pruning, dynamics, after_step, cuda)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolved_precision(cfg, device) == "bf16")
+        step = _Step(forward, loss, student_layers, teacher, optimizer, pruning, dynamics, after_step, autocast)
         try:
             for epoch in range(run.epoch, trained):
                 model.train()
@@ -258,13 +272,14 @@ class _Streams:
 
 
 class _Step:
-    """One optimizer step on one batch: forward (bf16 autocast on a GPU, the loss in fp32),
-    backward, step; the epoch's sums, the dynamics and InfoBatch's losses updated on the device."""
+    """One optimizer step on one batch: forward (under ``autocast``: bf16 where the run's precision
+    says so, the loss in fp32), backward, step; the epoch's sums, the dynamics and InfoBatch's
+    losses updated on the device."""
 
-    def __init__(self, forward, loss, student_layers, teacher, optimizer, pruning, dynamics, after_step, cuda):
+    def __init__(self, forward, loss, student_layers, teacher, optimizer, pruning, dynamics, after_step, autocast):
         self.forward, self.loss, self.student_layers, self.teacher = forward, loss, student_layers, teacher
         self.optimizer, self.pruning, self.dynamics, self.after_step = optimizer, pruning, dynamics, after_step
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
+        self.autocast = autocast
 
     def __call__(self, batch, epoch: int, lr: float, run: "_Progress") -> None:
         x, y, idx = batch

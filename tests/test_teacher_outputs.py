@@ -129,3 +129,9 @@ def test_online_and_cached_teachers_give_the_same_logits_on_the_same_batch(data,
     x, _, idx = next(data.train.batches(torch.arange(6), 6, device=CPU, augment=data.augment, views=cached.views(0)))
     torch.testing.assert_close(cached.logits(x, idx, 0), online.logits(x, idx, 0), atol=2e-3, rtol=1e-3)
     assert cached.logits(x, idx, 0).dtype == online.logits(x, idx, 0).dtype == torch.float32
+    # and so the same KD loss for a student's logits on that batch (the cache stores fp16 logits)
+    kd, labels = build_loss("kd"), data.train.labels[idx]
+    student = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    from_cache = sum(kd(student, labels, cached.logits(x, idx, 0)).values())
+    from_teacher = sum(kd(student, labels, online.logits(x, idx, 0)).values())
+    torch.testing.assert_close(from_cache, from_teacher, atol=1e-3, rtol=1e-3)

@@ -134,3 +134,33 @@ def test_validation_is_evaluated_on_held_out_samples_and_best_val_keeps_that_epo
     without = fit(build_model("cnn", 3, 1, width=2), data, torch.arange(24), TrainConfig(epochs=1),
                   seed=0, device=CPU, loss=build_loss("ce"), log=lambda line: None)
     assert without["val_acc"].isna().all()
+
+
+def first_step_loss(data, **train) -> float:
+    """The loss of the first batch (before any update): one step of a seeded model."""
+    with seeded_init(0, "init"):
+        model = build_model("cnn", 3, 1, width=2)
+    cfg = TrainConfig(epochs=1, steps=1, batch_size=8, **train)
+    history = fit(model, data, torch.arange(24), cfg, seed=0, device=CPU, loss=build_loss("ce"), log=lambda line: None)
+    return float(history["train_loss"].iloc[0])
+
+
+def test_precision_bf16_autocasts_the_forward_pass_on_the_cpu_too(data):
+    """train.precision: bf16 runs the forward pass under torch.autocast (on the CPU here), within
+    bf16's rounding of fp32 and not equal to it; auto is fp32 on the CPU."""
+    fp32, bf16 = first_step_loss(data, precision="fp32"), first_step_loss(data, precision="bf16")
+    assert bf16 == pytest.approx(fp32, rel=2e-2) and bf16 != fp32
+    assert first_step_loss(data) == fp32  # auto: fp32 on the CPU
+    with pytest.raises(UserError, match="train.precision must be one of auto, bf16, fp32, got 'fp16'"):
+        TrainConfig(precision="fp16")
+
+
+def test_compiled_training_matches_eager_on_the_cpu(data):
+    """train.compile: the inductor-compiled model's first two steps give eager's losses."""
+    def two_steps(compile_model):
+        with seeded_init(0, "init"):
+            model = build_model("cnn", 3, 1, width=2)
+        cfg = TrainConfig(epochs=1, steps=2, batch_size=8, compile=compile_model)
+        return fit(model, data, torch.arange(24), cfg, seed=0, device=CPU, loss=build_loss("ce"),
+                   log=lambda line: None)["train_loss"].iloc[0]
+    assert two_steps(True) == pytest.approx(two_steps(False), rel=1e-4)

@@ -26,7 +26,7 @@ from pipeline.models.shaping import shaped_model_args
 from pipeline.params import parse_params
 from pipeline.seeding import Seeds, seeded_init
 from pipeline.teacher_outputs import NoTeacher, OnlineTeacher, TeacherOutputs, load_cached_views
-from pipeline.train import TrainConfig, fit, selected_epoch
+from pipeline.train import TrainConfig, fit, resolved_precision, selected_epoch
 
 
 @stage
@@ -117,6 +117,7 @@ def main(argv=None):
         "sample_steps": int(history["sample_steps"].sum()),
         "cost_fraction": float(history["sample_steps"].sum()) / full_data_sample_steps(cfg, len(data.train_indices)),
         "train_seconds": float(history["seconds"].sum()),  # the epochs' time, summed over resumptions
+        "precision": resolved_precision(cfg, device),
         "device": str(device),
         "dataset_fingerprint": data.fingerprint,
         "subset_scores_hash": subset_meta["scores_hash"],

@@ -30,7 +30,7 @@ from pipeline.models import build_model
 from pipeline.params import parse_params
 from pipeline.resume import ResumeFolder
 from pipeline.seeding import Seeds, seeded_init
-from pipeline.train import TrainConfig, fit, planned_epochs, selected_epoch
+from pipeline.train import TrainConfig, fit, planned_epochs, resolved_precision, selected_epoch
 
 
 @stage
@@ -68,7 +68,8 @@ def main(argv=None):
     if not ranks().is_main:
         return
     meta = {"stage": "teacher", "teacher": spec["name"], "spec": spec, "config_hash": stable_hash(spec),
-            "seed": teacher["seed"], "seeds": asdict(seeds), "device": str(device), "ranks": ranks().world, **data_meta(data)}
+            "seed": teacher["seed"], "seeds": asdict(seeds), "device": str(device), "precision": resolved_precision(cfg, device),
+            "ranks": ranks().world, **data_meta(data)}
     write_table(history, args.epochs_out, meta)
     if dynamics is not None:
         write_table(dynamics.to_frame(), args.dynamics_out, meta)

@@ -10,6 +10,7 @@ value and what is allowed. The result has every default filled in, so the parame
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,7 @@ def _check_components(config: dict[str, Any]) -> None:
             raise UserError(f"config error in selection.keep_fractions: {f} is outside (0, 1]")
     if len(set(selection["keep_fractions"])) != len(selection["keep_fractions"]):
         raise UserError(f"config error in selection.keep_fractions: duplicates in {selection['keep_fractions']}")
+    _check_keeps_something(config)
     for selector, entry in selection["selectors"].items():
         # normalised to {"scorers": [...], "params": {...}}
         entry = {"scorers": entry} if isinstance(entry, list) else entry
@@ -155,6 +157,22 @@ def _check_components(config: dict[str, Any]) -> None:
     _check_pruned_teachers(config)
     for name, entry in config["distillation"].items():
         config["distillation"][name] = DistillSetting.parse(name, entry, f"distillation.{name}", config).spec()
+
+
+def _check_keeps_something(config: dict[str, Any]) -> None:
+    """Each keep fraction keeps at least one of the samples selection sees (the training set, with
+    train_limit and the validation hold-out applied), found now rather than after the teacher and
+    scorers have trained."""
+    from pipeline.data import DATASET_SIZES
+    from pipeline.selectors.budget import total_budget
+
+    data = config["data"]
+    n = min(DATASET_SIZES.get(data["dataset"]).train, data.get("train_limit") or math.inf)
+    selected = n - math.floor(n * data["validation_fraction"])  # or more: the hold-out rounds down per class
+    for f in config["selection"]["keep_fractions"]:
+        if total_budget(selected, f) < 1:
+            raise UserError(f"config error in selection.keep_fractions: {f} keeps no sample of the {selected} "
+                            f"selected from (the smallest that keeps one: {0.5 / selected:.3g})")
 
 
 def _check_train(train: dict[str, Any], where: str, config: dict[str, Any]) -> dict[str, Any]:

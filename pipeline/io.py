@@ -26,17 +26,26 @@ META_KEY = b"prune_distill"
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary path next to ``path``, then rename it onto ``path``."""
+    """Call ``write(tmp)`` on a temporary path next to ``path``, then rename it onto ``path``, with
+    the mode the umask gives a new file (``mkstemp`` makes it private, 0600: on a shared cluster the
+    rest of the group could not read the results)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; set it back at once
+    os.umask(mask)
+    return mask
 
 
 def write_table(df: pd.DataFrame, path: str | Path, meta: dict[str, Any]) -> None:

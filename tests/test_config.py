@@ -70,6 +70,8 @@ BAD = [
     ("scorers", {"random": {}}, "selection.selectors.hardest: scorer 'el2n' is not configured under scorers"),
     ("selection.keep_fractions", [0.1, 1.5], "selection.keep_fractions: 1.5 is outside (0, 1]"),
     ("selection.keep_fractions", [0, 0.5], "selection.keep_fractions: 0 is outside (0, 1]"),
+    ("selection.keep_fractions", [1e-9, 0.5], "config error in selection.keep_fractions: 1e-09 keeps no sample of the "
+                                              "60000 selected from (the smallest that keeps one: 8.33e-06)"),
     ("distillation.kd.teacher", "resnet", "distillation.kd.teacher: teacher 'resnet' is not defined; defined: cnn32"),
     ("distillation.kd.teacher", DELETE, "distillation.kd.teacher: teacher None is not defined"),
     ("distillation.kd.alpha", 1.5, "kd alpha must be in [0, 1], got 1.5"),
@@ -231,4 +233,17 @@ def test_a_cutoff_scorer_must_be_configured():
     assert validate_config(config)["selection"]["selectors"]["stratified"]["params"]["cutoff_scorer"] == "aum"
     config["selection"]["selectors"]["stratified"]["cutoff_scorer"] = "auc"
     with pytest.raises(UserError, match="^config error in selection.selectors.stratified: scorer 'auc' is not configured"):
+        validate_config(config)
+
+
+def test_a_keep_fraction_that_keeps_nothing_of_the_limited_and_held_out_data_is_refused():
+    """600 training samples with 10 % held out for validation leave 540 to select from: 0.5 / 540
+    keeps one (rounded half up), 0.0007 x 540 = 0.378 none."""
+    config = copy.deepcopy(DEFAULT)
+    config["data"].update(train_limit=600, validation_fraction=0.1)
+    config["selection"]["keep_fractions"] = [0.5 / 540]
+    validate_config(copy.deepcopy(config))
+    config["selection"]["keep_fractions"] = [0.0007]
+    with pytest.raises(UserError, match=r"^config error in selection.keep_fractions: 0.0007 keeps no sample of "
+                                        r"the 540 selected from \(the smallest that keeps one: 0.000926\)$"):
         validate_config(config)

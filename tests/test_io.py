@@ -1,4 +1,7 @@
 """Files are written atomically and carry their provenance."""
+import os
+import stat
+
 import pandas as pd
 import pytest
 
@@ -38,3 +41,15 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path):
 def test_stable_hash_ignores_key_order():
     assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
     assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.parquet", {})
+        atomic_write(tmp_path / "x.pt", lambda tmp: tmp.write_bytes(b"x"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "t.parquet").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "x.pt").stat().st_mode) == mode

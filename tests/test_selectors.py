@@ -787,7 +787,9 @@ def test_stratified_properties(problem, beta, strata, balanced, seed, ties):
 
 # ------------------------------------------------------------------ subset stage
 
-META = {"scorer": "el2n", "scores_hash": "0123456789ab", "dataset": "tiny", "dataset_fingerprint": "feedbeefcafe0001"}
+DATA = {"dataset": "tiny"}
+META = {"scorer": "el2n", "scores_hash": "0123456789ab", "dataset": "tiny", "dataset_fingerprint": "feedbeefcafe0001",
+        "spec": {"data": DATA}}
 
 
 @pytest.fixture
@@ -799,7 +801,8 @@ def score_file(tmp_path):
 
 
 def run_subset(score_file, out, **spec):
-    spec = {"selector": "hardest", "keep_fraction": 0.5, "seed": 3, "class_balanced": True, **spec}
+    spec = {"scorer": "el2n", "data": DATA, "selector": "hardest", "keep_fraction": 0.5, "seed": 3, "class_balanced": True,
+            **spec}
     pipeline.stages.subsets.main(["--spec", json.dumps(spec), "--scores", str(score_file), "--output", str(out)])
     return read_table(out)
 
@@ -875,6 +878,21 @@ def test_subset_stage_rejects_non_canonical_order(tmp_path, capsys):
         run_subset(path, tmp_path / "out.parquet")
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+@pytest.mark.parametrize("spec, found", [({"scorer": "forgetting"}, "scorer 'el2n', not this job's 'forgetting'"),
+                                         ({"data": {"dataset": "cifar10"}},
+                                          "data {'dataset': 'tiny'}, not this job's {'dataset': 'cifar10'}")])
+def test_subset_stage_refuses_the_scores_of_another_scorer_or_data(score_file, tmp_path, capsys, spec, found):
+    """A score table put where another scorer's, or another experiment's, belongs stops the job in
+    one line naming it, instead of selecting from the wrong samples."""
+    out = tmp_path / "subset.parquet"
+    with pytest.raises(SystemExit) as info:
+        run_subset(score_file, out, **spec)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip() == (f"error: {score_file} holds scores with {found}; delete it (or run "
+                                               f"snakemake --forcerun scores) so that it is scored again")
+    assert not out.exists()
 
 
 def test_stratified_cuts_by_another_scorer_when_asked():

@@ -48,7 +48,8 @@ def run_score_params(scorer: str, params: dict, output: Path, files: dict[str, P
 
 
 def run_subset(scores: Path, output: Path, selector: str = "hardest", seed: int = 0, **draw) -> pd.DataFrame:
-    spec = {"selector": selector, "keep_fraction": 0.5, "class_balanced": True, "seed": seed, "params": {}, **draw}
+    spec = {"scorer": read_meta(scores)["scorer"], "data": DATA, "selector": selector, "keep_fraction": 0.5,
+            "class_balanced": True, "seed": seed, "params": {}, **draw}
     subsets.main(["--spec", json.dumps(spec), "--scores", str(scores), "--output", str(output)])
     return read_table(output)[0]
 

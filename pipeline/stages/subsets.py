@@ -1,6 +1,7 @@
 """Stage 3: select the kept subset for one (scorer, selector, keep fraction).
 
-Reads a score table, writes the kept canonical indices with their labels and the subset's keys
+Reads a score table (refused, in one line, unless it is the job's scorer's on the job's data
+config), writes the kept canonical indices with their labels and the subset's keys
 (``scorer, selector, keep_fraction``, so that the ``subsets/`` folder reads as one table), and records the
 selector, keep fraction, seed, the score table's content hash and the dataset fingerprint, so any
 student can be traced to its data; also the selector's parameters as used (defaults filled in, e.g.
@@ -39,38 +40,50 @@ def main(argv=None):
     args = p.parse_args(argv)
     spec = args.spec
     scores, meta = read_table(args.scores)
+    require_scores_of(args.scores, meta, spec["scorer"], spec["data"])
     index = scores["sample_index"].to_numpy()
     if not (np.diff(index) > 0).all():  # every scored sample once, in canonical order (held-out ones left out)
         raise UserError(f"{args.scores} is not in canonical sample order")
     cutoff = None
     if args.cutoff_scores is not None:
         table, cutoff_meta = read_table(args.cutoff_scores)
+        require_scores_of(args.cutoff_scores, cutoff_meta, spec["params"].get("cutoff_scorer"), spec["data"])
         require_same_data(args.cutoff_scores, cutoff_meta["dataset_fingerprint"], meta["dataset_fingerprint"])
         if not np.array_equal(table["sample_index"].to_numpy(), index):
             raise UserError(f"{args.cutoff_scores} scores other samples than {args.scores}")
         cutoff = table["score"].to_numpy()
     draw = spec.get("draw")
     values = scores["score"].to_numpy()
-    scorer = SCORERS.get(meta["scorer"])
+    scorer = SCORERS.get(spec["scorer"])
     if draw is not None and scorer.draws_at_random:
         values = scorer.redraw(index, draw)
     rng = numpy_generator(spec["seed"], "select", spec["selector"])
     selection = select_subset(spec["selector"], values, scores["label"].to_numpy(),
                               spec["keep_fraction"], rng, spec["class_balanced"], spec.get("params"), cutoff)
     kept = index[selection.kept]  # positions in the table -> canonical sample indices
-    table = pd.DataFrame({"sample_index": kept, "label": scores["label"].to_numpy()[selection.kept], "scorer": meta["scorer"],
+    table = pd.DataFrame({"sample_index": kept, "label": scores["label"].to_numpy()[selection.kept], "scorer": spec["scorer"],
                           "selector": spec["selector"], "keep_fraction": float(spec["keep_fraction"]),
                           **({"draw": draw} if draw is not None else {})})
-    print(f"kept {len(kept)} of {len(scores)} samples ({spec['selector']} by {meta['scorer']}, f = {spec['keep_fraction']}; "
+    print(f"kept {len(kept)} of {len(scores)} samples ({spec['selector']} by {spec['scorer']}, f = {spec['keep_fraction']}; "
           f"{selection.ties_at_cutoff} tied samples at the cut-off)")
     write_table(table, args.output, {
-        "stage": "subsets", "scorer": meta["scorer"], "selector": spec["selector"],
+        "stage": "subsets", "scorer": spec["scorer"], "selector": spec["selector"],
         "keep_fraction": spec["keep_fraction"], "class_balanced": spec["class_balanced"], "seed": spec["seed"],
         "selector_params": spec.get("params", {}), "selector_params_used": params_dict(selection.params),
         "ties_at_cutoff": selection.ties_at_cutoff, "draw": draw,
         "scores_hash": meta["scores_hash"], "spec": spec, "config_hash": stable_hash(spec),
         "dataset": meta["dataset"], "dataset_fingerprint": meta["dataset_fingerprint"],
     })
+
+
+def require_scores_of(path: str, meta: dict, scorer: str, data: dict) -> None:
+    """The score table the job was given is its scorer's, on its data config: a table put in the
+    wrong place stops the job in one line instead of selecting from other samples."""
+    found = {"scorer": meta.get("scorer"), "data": (meta.get("spec") or {}).get("data")}
+    for key, expected in (("scorer", scorer), ("data", data)):
+        if found[key] != expected:
+            raise UserError(f"{path} holds scores with {key} {found[key]!r}, not this job's {expected!r}; delete it "
+                            f"(or run snakemake --forcerun scores) so that it is scored again")
 
 
 if __name__ == "__main__":

@@ -149,6 +149,8 @@ def score_spec(wildcards):
 def subset_spec(wildcards):
     selection = config["selection"]
     spec = {
+        "scorer": wildcards.scorer,
+        "data": config["data"],
         "selector": wildcards.selector,
         "keep_fraction": KEEPS[wildcards.keep],
         "class_balanced": selection["class_balanced"],

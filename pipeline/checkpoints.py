@@ -12,8 +12,23 @@ import torch
 import torch.nn as nn
 
 from pipeline.errors import UserError
-from pipeline.io import atomic_write, read_table, require_same_data, write_table
+from pipeline.io import REMAKE, atomic_write, read_table, require_same_data, unreadable, write_table
 from pipeline.models import build_model
+
+
+def load_torch(path: str | Path, kind: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A torch file this pipeline wrote (a dict of tensors and plain values: ``weights_only``, so no
+    pickled object runs) holding ``keys``. A missing, truncated, empty or foreign file, or one of
+    another kind (a model where views belong), is one line naming it and what to do."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, EOFError, OSError or UnpicklingError by where a file breaks
+        raise unreadable(path, kind, error) from None
+    missing = [key for key in keys if not isinstance(state, dict) or key not in state]
+    if missing:
+        held = ", ".join(sorted(map(str, state))) if isinstance(state, dict) else type(state).__name__
+        raise UserError(f"{path} is not a {kind}: it has no {', '.join(missing)} (it holds {held}); {REMAKE}")
+    return state
 
 
 def save_model(path: str | Path, model: nn.Module, spec: dict[str, Any]) -> None:
@@ -23,7 +38,7 @@ def save_model(path: str | Path, model: nn.Module, spec: dict[str, Any]) -> None
 
 
 def load_model(path: str | Path, dataset_fingerprint: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch(path, "model checkpoint", ("spec", "state_dict"))
     spec = state["spec"]
     if dataset_fingerprint is not None:
         require_same_data(path, spec["dataset_fingerprint"], dataset_fingerprint)
@@ -65,6 +80,6 @@ def _view_name(view_seed: int | None) -> str:
 
 
 def load_train_logits(path: str | Path, dataset_fingerprint: str) -> torch.Tensor:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch(path, "file of training-set logits", ("logits", "dataset_fingerprint"))
     require_same_data(path, state["dataset_fingerprint"], dataset_fingerprint)
     return state["logits"]

@@ -55,8 +55,26 @@ def write_table(df: pd.DataFrame, path: str | Path, meta: dict[str, Any]) -> Non
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
+# What to do about a file that cannot be read: the workflow remakes a missing output.
+REMAKE = "delete it and run the workflow again, which remakes it"
+
+
+def unreadable(path: str | Path, kind: str, error: BaseException) -> UserError:
+    """The one line for a file that is missing, truncated (a full disk, a killed copy) or no file of
+    its kind: the path, what is wrong, what to do."""
+    if isinstance(error, FileNotFoundError):
+        return UserError(f"{path} does not exist; run the workflow, which makes it")
+    detail = (str(error).strip().splitlines() or [""])[0][:200]
+    return UserError(f"{path} is not a readable {kind} ({type(error).__name__}: {detail}); it may be truncated or "
+                     f"another kind of file: {REMAKE}")
+
+
 def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    table = pq.read_table(path)
+    """A Parquet table and its provenance record; an unreadable file is one line (``unreadable``)."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as error:
+        raise unreadable(path, "Parquet table", error) from None
     raw = (table.schema.metadata or {}).get(META_KEY)
     return table.to_pandas(), json.loads(raw) if raw else {}
 

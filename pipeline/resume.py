@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from pipeline.checkpoints import load_torch
 from pipeline.io import atomic_write, code_version, stable_hash
 
 PREEMPTED_EXIT_STATUS = 128 + signal.SIGTERM
@@ -52,7 +53,7 @@ class ResumeFolder:
         path = self.folder / f"{name}.pt"
         if not path.exists():
             return None
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch(path, "saved training state", ("key", "part", "state"))
         if state.get("key") != self.key or state.get("part") != self.part:
             print(f"resume: ignoring {path}, saved by another run or part of this job")
             return None

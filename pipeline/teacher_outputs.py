@@ -24,6 +24,7 @@ from pipeline.data import Dataset
 from pipeline.data.splits import TensorSplit, Views, random_views
 from pipeline.errors import UserError
 from pipeline.features import LayerOutputs
+from pipeline.checkpoints import load_torch
 from pipeline.inference import predict
 from pipeline.io import atomic_write, require_same_data
 from pipeline.losses import DistillLoss
@@ -175,6 +176,6 @@ def save_cached_views(path: str | Path, views: CachedViews, meta: dict[str, Any]
 
 
 def load_cached_views(path: str | Path, dataset_fingerprint: str) -> CachedViews:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch(path, "file of cached teacher views", ("crop", "flip", "logits", "dataset_fingerprint"))
     require_same_data(path, state["dataset_fingerprint"], dataset_fingerprint)
     return CachedViews(state["crop"], state["flip"], state["logits"])

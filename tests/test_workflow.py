@@ -136,6 +136,20 @@ def test_random_draws_give_each_student_seed_its_own_subset(tmp_path):
     assert "/keep0.1/draw" not in result.stdout and "drawn_subsets" not in result.stdout
 
 
+def test_missing_data_stops_the_workflow_before_any_job(tmp_path):
+    """A run (not a dry run) checks the dataset's files when the workflow loads: one line saying
+    where it looked and how to get them, and no job starts."""
+    config = tmp_path / "cifar.yaml"
+    config.write_text(TINY.read_text().replace("data: {dataset: fashion_mnist,",
+                                               f"data: {{dataset: cifar10, root: {tmp_path / 'none'},"))
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(config))
+    assert result.returncode != 0
+    assert f"CIFAR-10 files not found (looked in {tmp_path / 'none'}, {tmp_path / 'none' / 'cifar-10-batches-py'})" in (
+        result.stdout + result.stderr)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+    assert snakemake(tmp_path, "-n", "--configfile", str(config)).returncode == 0  # a dry run plans without the data
+
+
 def test_misspelt_key_stops_the_workflow_with_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY.read_text().replace("train_limit", "train_limt"))
@@ -336,6 +350,16 @@ def test_cluster_resources_scale_with_model_and_data(tmp_path):
     assert int(labels["runtime"]) < int(student["runtime"])  # no teacher forward
     subset = jobs["subsets", "scorer=el2n, selector=hardest, keep=0.3"]
     assert (subset["gpu"], subset["runtime"], subset["mem_mb"]) == ("0", "30", "4096")
+    aggregate = jobs["aggregate", ""]
+    assert (aggregate["gpu"], aggregate["runtime"], aggregate["mem_mb"]) == ("0", "30", "4096")
+    # the CIFAR-100 teacher: resnet56, 200 epochs over 50,000 images
+    teacher = jobs["teachers", "teacher=resnet56"]
+    assert teacher["gpu"] == "1"
+    assert int(teacher["runtime"]) == int(15 + 2 * 3 * model_flops("resnet56", {}, 100, 3, 32) * 50_000 * 200 / 2e12 / 60)
+    # a scorer that reads the teacher's dynamics asks for no GPU; one that runs the 10 proxies does
+    forgetting, el2n = jobs["scores", "scorer=forgetting"], jobs["scores", "scorer=el2n"]
+    assert (forgetting["gpu"], forgetting["runtime"]) == ("0", "15")
+    assert el2n["gpu"] == "1" and int(el2n["runtime"]) > 15
 
 
 def test_device_cpu_asks_for_no_gpu(tmp_path):

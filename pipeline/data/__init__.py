@@ -22,6 +22,9 @@ from pipeline.registry import Registry
 from pipeline.seeding import torch_generator
 
 DATASETS: Registry = Registry("dataset")
+# Each dataset's folder finder, (root, download) -> the folder holding its files: what the loader
+# reads from, and what the workflow checks at load, before any job starts (``check_files``).
+DATASET_FOLDERS: Registry = Registry("dataset")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,14 @@ def load_dataset(
     return Dataset(data.name, train, test, data.num_classes, data.in_channels, data.augment, held_out)
 
 
+def check_files(data: dict) -> None:
+    """One line naming where the files were looked for and how to get them, when a dataset's files
+    are missing and ``data.download`` is off (with it on, the first job to need them downloads)."""
+    if not data.get("download"):
+        root = data.get("root")
+        DATASET_FOLDERS.get(data["dataset"])(Path(root) if root else None, False)
+
+
 from pipeline.data import cifar, fashion_mnist, imagenet, svhn  # noqa: E402,F401
 
-__all__ = ["DATASETS", "DATASET_SIZES", "Augment", "DatasetSize", "Dataset", "Split", "TensorSplit", "load_dataset"]
+__all__ = ["DATASETS", "DATASET_FOLDERS", "DATASET_SIZES", "check_files", "Augment", "DatasetSize", "Dataset", "Split", "TensorSplit", "load_dataset"]

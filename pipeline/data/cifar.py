@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.data import DATASET_SIZES, DATASETS, DatasetSize
+from pipeline.data import DATASET_FOLDERS, DATASET_SIZES, DATASETS, DatasetSize
 from pipeline.data.files import locate, open_maybe_gzipped
 from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.errors import UserError
@@ -82,7 +83,7 @@ def read_batches(folder: Path, names: tuple[str, ...], fmt: CifarFormat) -> Tens
     )
 
 
-def load_cifar(name: str, fmt: CifarFormat, root: Path | None, download: bool) -> Dataset:
+def cifar_folder(fmt: CifarFormat, root: Path | None, download: bool) -> Path:
     candidates = [root, root / fmt.folder] if root else []
 
     def fetch() -> Path:
@@ -92,13 +93,17 @@ def load_cifar(name: str, fmt: CifarFormat, root: Path | None, download: bool) -
         getattr(torchvision.datasets, fmt.torchvision_class)(str(target), train=True, download=True)
         return target / fmt.folder
 
-    folder = locate(
+    return locate(
         fmt.title,
         candidates,
         [*fmt.train, *fmt.test],
         fetch if download else None,
         f"set data.root to a folder holding {fmt.folder}/ (the official python-version archive, unpacked)",
     )
+
+
+def load_cifar(name: str, fmt: CifarFormat, root: Path | None, download: bool) -> Dataset:
+    folder = cifar_folder(fmt, root, download)
     return Dataset(
         name,
         read_batches(folder, fmt.train, fmt),
@@ -111,6 +116,10 @@ def load_cifar(name: str, fmt: CifarFormat, root: Path | None, download: bool) -
 
 DATASET_SIZES.register("cifar10")(DatasetSize(train=50_000, channels=3, image_size=32, classes=10, in_memory=True))
 DATASET_SIZES.register("cifar100")(DatasetSize(train=50_000, channels=3, image_size=32, classes=100, in_memory=True))
+
+
+DATASET_FOLDERS.register("cifar10")(partial(cifar_folder, CIFAR10))
+DATASET_FOLDERS.register("cifar100")(partial(cifar_folder, CIFAR100))
 
 
 @DATASETS.register("cifar10")

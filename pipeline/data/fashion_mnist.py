@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data import DATASET_SIZES, DATASETS, DatasetSize
+from pipeline.data import DATASET_FOLDERS, DATASET_SIZES, DATASETS, DatasetSize
 from pipeline.data.files import locate, open_maybe_gzipped
 from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.errors import UserError
@@ -39,8 +39,8 @@ def read_idx(path: Path) -> np.ndarray:
 DATASET_SIZES.register("fashion_mnist")(DatasetSize(train=60_000, channels=1, image_size=28, classes=10, in_memory=True))
 
 
-@DATASETS.register("fashion_mnist")
-def fashion_mnist(root: Path | None, download: bool) -> Dataset:
+@DATASET_FOLDERS.register("fashion_mnist")
+def fashion_mnist_folder(root: Path | None, download: bool) -> Path:
     candidates = [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"] if root else []
     candidates.append(SYSTEM_DIR)
 
@@ -52,13 +52,18 @@ def fashion_mnist(root: Path | None, download: bool) -> Dataset:
         torchvision.datasets.FashionMNIST(str(target), train=False, download=True)
         return target / "FashionMNIST" / "raw"
 
-    folder = locate(
+    return locate(
         "Fashion-MNIST",
         candidates,
         [name for pair in FILES.values() for name in pair],
         fetch if download else None,
         "install it with `apt-get install dataset-fashion-mnist`",
     )
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist(root: Path | None, download: bool) -> Dataset:
+    folder = fashion_mnist_folder(root, download)
     splits = {}
     for split, (images, labels) in FILES.items():
         x = torch.from_numpy(read_idx(folder / images).copy()).unsqueeze(1)

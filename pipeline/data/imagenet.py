@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.data import DATASET_SIZES, DATASETS, DatasetSize
+from pipeline.data import DATASET_FOLDERS, DATASET_SIZES, DATASETS, DatasetSize
 from pipeline.data.files import locate
 from pipeline.data.splits import Augment, Dataset
 from pipeline.errors import UserError
@@ -134,8 +134,8 @@ class ImageFiles(torch.utils.data.Dataset):
 DATASET_SIZES.register("imagenet")(DatasetSize(train=1_281_167, channels=3, image_size=224, classes=1000, in_memory=False))
 
 
-@DATASETS.register("imagenet")
-def imagenet(root: Path | None, download: bool) -> Dataset:
+@DATASET_FOLDERS.register("imagenet")
+def imagenet_folder(root: Path | None, download: bool) -> Path:
     candidates = [root, root / "imagenet"] if root else []
 
     def fetch() -> Path:
@@ -147,7 +147,12 @@ def imagenet(root: Path | None, download: bool) -> Dataset:
         )
 
     # ImageNet is never downloaded, so a missing copy always gets fetch's explanation.
-    folder = locate("ImageNet", candidates, ["train", "val"], fetch, "")
+    return locate("ImageNet", candidates, ["train", "val"], fetch, "")
+
+
+@DATASETS.register("imagenet")
+def imagenet(root: Path | None, download: bool) -> Dataset:
+    folder = imagenet_folder(root, download)
     train = FolderSplit.from_folder(folder / "train")
     test = FolderSplit.from_folder(folder / "val")
     if test.classes != train.classes:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data import DATASET_SIZES, DATASETS, DatasetSize
+from pipeline.data import DATASET_FOLDERS, DATASET_SIZES, DATASETS, DatasetSize
 from pipeline.data.files import locate, open_maybe_gzipped
 from pipeline.data.splits import Augment, Dataset, TensorSplit
 from pipeline.errors import UserError
@@ -48,8 +48,8 @@ def read_mat(path: Path) -> TensorSplit:
 DATASET_SIZES.register("svhn")(DatasetSize(train=73_257, channels=3, image_size=32, classes=10, in_memory=True))
 
 
-@DATASETS.register("svhn")
-def svhn(root: Path | None, download: bool) -> Dataset:
+@DATASET_FOLDERS.register("svhn")
+def svhn_folder(root: Path | None, download: bool) -> Path:
     candidates = [root, root / "svhn", root / "SVHN"] if root else []
 
     def fetch() -> Path:
@@ -62,13 +62,18 @@ def svhn(root: Path | None, download: bool) -> Dataset:
             download_url(url, str(target), name, md5)
         return target
 
-    folder = locate(
+    return locate(
         "SVHN",
         candidates,
         list(FILES.values()),
         fetch if download else None,
         "set data.root to a folder holding train_32x32.mat and test_32x32.mat from http://ufldl.stanford.edu/housenumbers/",
     )
+
+
+@DATASETS.register("svhn")
+def svhn(root: Path | None, download: bool) -> Dataset:
+    folder = svhn_folder(root, download)
     return Dataset(
         "svhn",
         read_mat(folder / FILES["train"]),

@@ -13,6 +13,7 @@ from snakemake.exceptions import WorkflowError
 REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO))
 from pipeline.config import validate_config
+from pipeline.data import check_files
 from pipeline.errors import UserError
 from pipeline.jobs import PLACES, Experiment, Job
 from pipeline.scorers import build_scorer
@@ -21,6 +22,15 @@ try:
     config.update(validate_config(config))
 except UserError as error:
     raise WorkflowError(str(error)) from None
+
+
+# A dataset's files missing: found before any job starts, not when a GPU job does. In onstart,
+# which a run executes and a dry run or a lint (which plan on machines without the data) do not.
+onstart:
+    try:
+        check_files(config["data"])
+    except UserError as error:
+        raise WorkflowError(str(error)) from None
 
 
 # Paths. Each job's place below the experiment's folders (pipeline.jobs.PLACES): its outputs are

@@ -52,7 +52,8 @@ def pruned_teacher_threads(wildcards):
 
 def scores_gpu(wildcards):
     """A GPU for a scorer that runs models (the proxies or the teacher); none for one that reads
-    tables or the teacher's saved logits (random, forgetting, aum, teacher_ce on clean images)."""
+    tables or the teacher's saved logits (random, forgetting, aum, teacher_ce on clean images).
+    """
     return GPU if EXPERIMENT.flops(Job.of("scores", scorer=wildcards.scorer)) else 0
 
 

@@ -188,3 +188,24 @@ def test_a_drawn_subset_is_the_subset_of_the_random_scores_of_its_seed(tmp_path)
     picked = run_subset(el2n, tmp_path / "el2n_draw10.parquet", selector="random", seed=10, draw=10)
     again = run_subset(scored_0, tmp_path / "random_draw10.parquet", selector="random", seed=10, draw=10)
     assert picked["sample_index"].tolist() == again["sample_index"].tolist()
+
+
+def test_a_student_refuses_a_subset_other_than_its_spec_names(tmp_path, capsys):
+    files = train_teacher(tmp_path / "teacher")
+    scores = tmp_path / "scores.parquet"
+    run_score("random", scores, files)
+    kept = tmp_path / "subset.parquet"
+    run_subset(scores, kept)  # hardest by random, f = 0.5, no draw
+    spec = {"experiment": "x", "data": DATA, "device": "cpu", "seed": 0,
+            "student": {"model": "cnn", "model_args": {"width": 2}, "train": TRAIN},
+            "distillation": {"name": "labels", "loss": "ce"},
+            "subset": {"scorer": "random", "selector": "hardest", "keep_fraction": 0.3, "draw": None}}
+    outputs = [tmp_path / "student" / name for name in ("epochs.parquet", "run.parquet", "model.pt", "per_class.parquet")]
+    with pytest.raises(SystemExit) as exit_info:
+        students.main(["--spec", json.dumps(spec), "--subset", str(kept), "--epochs-out", str(outputs[0]),
+                      "--run-out", str(outputs[1]), "--model-out", str(outputs[2]), "--per-class-out", str(outputs[3])])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (f"error: {kept} is the subset with keep_fraction 0.5, not this "
+                                               f"student's 0.3; delete it (or run snakemake --forcerun subsets) so "
+                                               f"that it is selected again")
+    assert not any(path.exists() for path in outputs)

@@ -45,6 +45,7 @@ def main(argv=None):
     spec, data, device = setup(args)
     subset, subset_meta = read_table(args.subset)
     require_same_data(args.subset, subset_meta["dataset_fingerprint"], data.fingerprint)
+    require_subset_of(args.subset, subset_meta, spec.get("subset"))
     student, seed = spec["student"], spec["seed"]
     setting = DistillSetting.parse(spec["distillation"]["name"], spec["distillation"])
     loss = setting.build_loss()
@@ -134,6 +135,15 @@ def main(argv=None):
     if resume is not None:
         resume.clear()
     print(f"final test accuracy {run['final_test_acc']:.4f} on {len(indices)} training samples")
+
+
+def require_subset_of(path: str, meta: dict, expected: dict | None) -> None:
+    """The subset the job was given is the one its spec names (scorer, selector, keep fraction, the
+    draw of a random subset): a subset file put in the wrong place stops the job in one line."""
+    for key, value in (expected or {}).items():
+        if meta.get(key) != value:
+            raise UserError(f"{path} is the subset with {key} {meta.get(key)!r}, not this student's {value!r}; "
+                            f"delete it (or run snakemake --forcerun subsets) so that it is selected again")
 
 
 def load_teacher(args, setting: DistillSetting, dataset_fingerprint: str) -> tuple[nn.Module, dict]:

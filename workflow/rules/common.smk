@@ -175,11 +175,20 @@ def subset_spec(wildcards):
 def student_spec(wildcards):
     student = without(config["student"], "seeds", "threads")
     distill = {"name": wildcards.distill, **config["distillation"][wildcards.distill]}
+    drawn = (wildcards.scorer, wildcards.selector) in EXPERIMENT.drawn
+    # the subset the student must be given, which it checks against the subset's own record
+    subset = {
+        "scorer": wildcards.scorer,
+        "selector": wildcards.selector,
+        "keep_fraction": KEEPS[wildcards.keep],
+        "draw": int(wildcards.seed) if drawn else None,
+    }
     return as_json(
         {
             **common_spec(),
             "student": student,
             "distillation": distill,
+            "subset": subset,
             "seed": int(wildcards.seed),
         }
     )

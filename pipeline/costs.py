@@ -10,9 +10,10 @@ the job's rule, wildcards and FLOPs (``pipeline.jobs``). Each student's summary 
   read, the proxies), each counted in full: what producing this one result costs from nothing;
 - ``full_data_seconds``: what the labels-only student on all the data with the same schedule costs:
   measured (the mean wall time of the labels-only students at keep fraction 1) when the experiment
-  has them, else estimated from the row's own job: its training time (``train_seconds``) scaled by
-  the FLOP model to the labels-only student on every sample, plus the rest of its wall time
-  (start-up, data, evaluation) as it was; then ``full_data_seconds_estimated`` is true.
+  has them; else estimated, and ``full_data_seconds_estimated`` is true: from the labels-only
+  students of the largest keep fraction, their training time (``train_seconds``) scaled to every
+  sample plus the rest of their wall time (start-up, data, evaluation) as it was; without a
+  labels-only setting, from each row's own job, its training time scaled by the FLOP model.
 """
 from __future__ import annotations
 
@@ -63,7 +64,12 @@ def add_costs(summary: pd.DataFrame, costs: pd.DataFrame, experiment: Experiment
     full = out[labels & (out["keep_fraction"] == 1.0)]
     if len(full):
         return out.assign(full_data_seconds=float(full["student_seconds"].mean()), full_data_seconds_estimated=False)
-    # the labels-only student's FLOPs on every sample (the row's sample_steps / cost_fraction) over this row's
+    if labels.any():  # the labels-only students of the largest keep fraction, scaled to every sample
+        largest = out[labels & (out["keep_fraction"] == out.loc[labels, "keep_fraction"].max())]
+        estimates = largest["student_seconds"] + largest["train_seconds"] * (1 / largest["cost_fraction"] - 1)
+        return out.assign(full_data_seconds=float(estimates.mean()), full_data_seconds_estimated=True)
+    # no labels-only student: each row's own, its training time scaled by the FLOPs of the labels-only
+    # student on every sample (the row's sample_steps / cost_fraction) over its own
     full_images = out["sample_steps"] / out["cost_fraction"]
     labels_flops = [experiment.student_flops_per_image(None) * images for images in full_images]
     row_flops = [experiment.student_flops_per_image(d) * s for d, s in zip(out["distillation"], out["sample_steps"])]

@@ -75,11 +75,12 @@ def test_full_data_seconds_measured_at_keep_fraction_1_else_estimated(tmp_path):
     measured = add_costs(summary, costs, exp, [labels_1, labels_01, kd_01])
     assert measured["full_data_seconds"].tolist() == [20.0] * 3 and not measured["full_data_seconds_estimated"].any()
 
-    # without f = 1: the row's training time scaled by the FLOPs of the labels-only student on all 600
-    # samples over its own, the rest of its wall time kept
+    # without f = 1: the labels-only students of the largest f (0.1 here), their training time
+    # scaled to all 600 samples, the rest of their wall time kept; the same for every row
     estimated = add_costs(summary.iloc[1:], costs, exp, [labels_01, kd_01])
     assert estimated["full_data_seconds_estimated"].all()
-    student = exp.student_flops_per_image(None)
-    kd = exp.student_flops_per_image("kd")
-    assert estimated["full_data_seconds"].tolist() == pytest.approx(
-        [5.0 + 1.0 * (10 - 1), 6.0 + 2.0 * (600 * student / (60 * kd) - 1)])
+    assert estimated["full_data_seconds"].tolist() == pytest.approx([5.0 + 1.0 * (10 - 1)] * 2)
+    # without a labels-only setting: each row's training time scaled by the FLOP model
+    alone = add_costs(summary.iloc[2:], costs, exp, [kd_01])
+    student, kd = exp.student_flops_per_image(None), exp.student_flops_per_image("kd")
+    assert alone["full_data_seconds"].tolist() == pytest.approx([6.0 + 2.0 * (600 * student / (60 * kd) - 1)])

@@ -149,6 +149,11 @@ def accuracy_vs_cost(summary: pd.DataFrame, title: str, path: str) -> None:
     kinds = [(0.5, np.nan, "static subset"), (0.5, 0.5, "InfoBatch"), (1.0, np.nan, "full data")]
     handles += [plt.Line2D([], [], color="grey", marker=_marker(f, ratio), linestyle="", label=label)
                 for f, ratio, label in kinds]
+    if "full_data_seconds" in runs and runs["full_data_seconds"].notna().any():
+        # what one labels-only student on every sample costs: the line a pruned result must beat
+        estimated = bool(runs["full_data_seconds_estimated"].any()) if "full_data_seconds_estimated" in runs else False
+        label = "labels only, all data" + (" (estimated)" if estimated else "")
+        handles.append(ax.axvline(float(runs["full_data_seconds"].mean()), color="grey", linestyle="--", label=label))
     ax.legend(handles=handles, fontsize=7, title="scorer; kind of run", title_fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("pipeline wall time (s, log scale)")

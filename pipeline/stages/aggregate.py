@@ -108,8 +108,8 @@ def main(argv=None):
                    "accuracy gain (points)", args.kd_gain_plot_out, "+.1f",
                    empty="no pair of a labels-only setting and a setting with a teacher")
 
-    plots.gain_over_random(summary, f"{name}: gain over the random subset, {study.METRIC_NAMES[study.metric(report)]} "
-                                     f"(points, 95 % interval over seeds)", args.gain_plot_out)
+    plots.gain_over_random(summary, f"{name}: gain over random (points)\n{study.METRIC_NAMES[study.metric(report)]}, "
+                                     f"95 % interval over seeds", args.gain_plot_out)
     plots.accuracy_vs_cost(summary, f"{name}: accuracy against the whole pipeline's time", args.cost_plot_out)
 
     compare, title, metric = study.compared(report), study.title(report, name), study.metric(report)

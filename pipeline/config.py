@@ -176,11 +176,15 @@ def _check_keeps_something(config: dict[str, Any]) -> None:
 
 
 def _check_train(train: dict[str, Any], where: str, config: dict[str, Any]) -> dict[str, Any]:
-    """A training section with every default filled in (its schedule's too)."""
+    """A training section with every default filled in (its schedule's too), but ``precision`` when
+    it is the default ``auto``: a training job's spec from before that option is unchanged, so
+    adding it reran no finished job."""
     from pipeline.params import params_dict, parse_params
     from pipeline.train import TrainConfig
 
     train = params_dict(parse_params(TrainConfig, train, where))
+    if train["precision"] == "auto":
+        del train["precision"]
     if train["select"] == "best_val" and not config["data"]["validation_fraction"]:
         raise UserError(f"config error in {where}.select: best_val needs a validation split; "
                         "set data.validation_fraction > 0 (e.g. 0.1)")

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -82,6 +83,13 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 def read_meta(path: str | Path) -> dict[str, Any]:
     raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
     return json.loads(raw) if raw else {}
+
+
+def scores_hash(table: pd.DataFrame) -> str:
+    """Content hash of a score table (its sample indices and scores), which the scores stage records
+    and the subset stage checks, and every subset drawn from it records."""
+    data = table["sample_index"].to_numpy(np.int64).tobytes() + table["score"].to_numpy(np.float64).tobytes()
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
 def require_same_data(path: str | Path, recorded: str | None, expected: str) -> None:

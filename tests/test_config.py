@@ -247,3 +247,13 @@ def test_a_keep_fraction_that_keeps_nothing_of_the_limited_and_held_out_data_is_
     with pytest.raises(UserError, match=r"^config error in selection.keep_fractions: 0.0007 keeps no sample of "
                                         r"the 540 selected from \(the smallest that keeps one: 0.000926\)$"):
         validate_config(config)
+
+
+def test_precision_is_in_a_training_spec_only_when_set():
+    """train.precision: auto (the default) is left out of the validated section, so the specs of
+    jobs from before the option are unchanged and nothing reruns; bf16 or fp32 are kept."""
+    config = validate_config(copy.deepcopy(DEFAULT))
+    assert "precision" not in config["student"]["train"] and "precision" not in config["teachers"]["cnn32"]["train"]
+    written = copy.deepcopy(DEFAULT)
+    written["student"]["train"]["precision"] = "fp32"
+    assert validate_config(written)["student"]["train"]["precision"] == "fp32"

@@ -23,7 +23,8 @@ from pipeline.io import read_meta
 from test_workflow import FASHION_MNIST, REPO, snakemake
 
 CONFIG = REPO / "tests" / "configs" / "report.yaml"
-PLOTS = ["plots/accuracy_vs_keep_fraction.png", "plots/kd_gain.png", "plots/gallery/hardest.png",
+PLOTS = ["plots/accuracy_vs_keep_fraction.png", "plots/kd_gain.png", "plots/gain_over_random.png",
+         "plots/accuracy_vs_cost.png", "plots/gallery/hardest.png",
          "plots/gallery/medium.png", "plots/scorer_rank_correlation.png", "plots/score_histograms.png",
          "study.png", "study.html"]
 
@@ -50,8 +51,8 @@ def test_stage_folders_read_as_one_table(finished):
     assert scores.groupby("scorer")["sample_index"].apply(list).to_dict() == {
         s: list(range(600)) for s in ["forgetting", "random", "teacher_ce"]}
     # (forgetting, hardest), (teacher_ce, hardest), (teacher_ce, medium) at f = 0.1 and 0.5: 60 and 300 kept
-    subsets = pd.read_parquet(results / "subsets")
-    assert subsets.dtypes.map(str).to_dict() == api.SUBSETS
+    subsets = pd.read_parquet(results / "subsets")  # no random draws here, so no draw column
+    assert subsets.dtypes.map(str).to_dict() == {k: v for k, v in api.SUBSETS.items() if k != "draw"}
     assert subsets.groupby(["scorer", "selector", "keep_fraction"]).size().to_dict() == {
         (s, sel, f): round(600 * f) for s, sel in [("forgetting", "hardest"), ("teacher_ce", "hardest"),
                                                     ("teacher_ce", "medium")] for f in [0.1, 0.5]}
@@ -75,9 +76,9 @@ def test_stage_folders_read_as_one_table(finished):
 
 def test_every_table_carries_its_config_code_version_and_data(finished):
     tables = sorted((finished / "results" / "report").rglob("*.parquet"))
-    # scores, subsets, students (run, epochs), teacher (epochs, dynamics, class std), scores summary,
-    # aggregate (summary, epochs, study)
-    assert len(tables) == 3 + 6 + 24 + 3 + 1 + 3
+    # scores, subsets, students (run, epochs, per class), teacher (epochs, dynamics, class std), scores
+    # summary, aggregate (summary, epochs, per class, costs, study)
+    assert len(tables) == 3 + 6 + 36 + 3 + 1 + 5
     fingerprints = set()
     for path in tables:
         meta = read_meta(path)

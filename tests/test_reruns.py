@@ -152,13 +152,15 @@ def wildcard(key: Job, name: str) -> str:
 
 def downstream_of_scorer(config: dict, scorer: str) -> set[Job]:
     """What a new score of `scorer` invalidates: its scoring job, the summary comparing the scorers,
-    the subsets selected from its scores and the students trained on them, then the galleries of
-    the subsets and the aggregate of the students (only when it has subsets) and `all`."""
+    the subsets selected from its scores and the students trained on them, the galleries of the
+    subsets (only when it has subsets), the aggregate (which reads every job's benchmark for
+    costs.parquet) and `all`."""
     jobs = plan(config)
     subsets = {j for j in jobs["subsets"] if wildcard(j, "scorer") == scorer}
     students = {j for j in jobs["students"] if wildcard(j, "scorer") == scorer}
-    gathered = jobs["galleries"] | jobs["aggregate"] if subsets else set()
-    return {job("scores", scorer=scorer), job("scores_summary"), *subsets, *students, *gathered, job("all")}
+    galleries = jobs["galleries"] if subsets else set()
+    return {job("scores", scorer=scorer), job("scores_summary"), *subsets, *students, *galleries, job("aggregate"),
+            job("all")}
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +201,8 @@ def test_editing_a_scorer_reruns_its_downstream_only(finished, base_config, scor
     - teacher_ce (selected by hardest): scores[teacher_ce], scores_summary,
       subsets[teacher_ce, hardest, keep 0.1 / 0.5], students[teacher_ce, hardest, keep 0.1 / 0.5,
       labels / kd, seed 0] (4), galleries, aggregate, all -- 11 jobs;
-    - random (computed and summarised, selected by no selector): scores[random], scores_summary, all.
+    - random (computed and summarised, selected by no selector): scores[random], scores_summary,
+      aggregate (its cost table has the job's new time), all.
     Not the teacher, nor the other scorers, their subsets and students."""
     source = finished / "pipeline" / "scorers" / f"{scorer}.py"
     text, stat = source.read_bytes(), source.stat()
@@ -212,7 +215,7 @@ def test_editing_a_scorer_reruns_its_downstream_only(finished, base_config, scor
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
     expected = downstream_of_scorer(base_config, scorer)
-    assert len(expected) == {"teacher_ce": 11, "random": 3}[scorer]
+    assert len(expected) == {"teacher_ce": 11, "random": 4}[scorer]
     assert set(jobs) == expected
     assert jobs[job("scores", scorer=scorer)] == f"Updated input files: {source}"
 
@@ -252,8 +255,9 @@ def test_adding_a_keep_fraction_runs_only_the_new_subsets(finished, base_config,
     expected = new | {job("aggregate"), job("all")}
     assert len(expected) == 8 and all(wildcard(j, "keep") == "0.3" for j in new)
     assert set(jobs) == expected
-    assert triggers(jobs[job("aggregate")]) == {
-        "Input files updated by another job", "Set of input files has changed since last execution"}
+    assert triggers(jobs[job("aggregate")]) == {  # (its spec, the config, changed too: it plans the jobs' costs)
+        "Input files updated by another job", "Set of input files has changed since last execution",
+        "Params have changed since last execution"}
 
 
 def test_adding_a_student_seed_runs_only_the_new_students(finished, base_config, tmp_path):

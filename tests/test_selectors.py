@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import pipeline.selectors
 import pipeline.stages.subsets
 from pipeline.errors import UserError
-from pipeline.io import read_table, write_table
+from pipeline.io import read_meta, read_table, scores_hash, write_table
 from pipeline.params import NoParams
 from pipeline.seeding import numpy_generator
 from pipeline.selectors import SELECTORS, OrderParams, Picked, order_by_score, select_subset, split_ties
@@ -788,15 +788,18 @@ def test_stratified_properties(problem, beta, strata, balanced, seed, ties):
 # ------------------------------------------------------------------ subset stage
 
 DATA = {"dataset": "tiny"}
-META = {"scorer": "el2n", "scores_hash": "0123456789ab", "dataset": "tiny", "dataset_fingerprint": "feedbeefcafe0001",
-        "spec": {"data": DATA}}
+META = {"scorer": "el2n", "dataset": "tiny", "dataset_fingerprint": "feedbeefcafe0001", "spec": {"data": DATA}}
+
+
+def write_scores(table, path, meta=META):
+    write_table(table, path, {**meta, "scores_hash": scores_hash(table)})
 
 
 @pytest.fixture
 def score_file(tmp_path):
     path = tmp_path / "scores.parquet"
     table = pd.DataFrame({"sample_index": np.arange(6), "label": LABELS, "score": SCORES})
-    write_table(table, path, META)
+    write_scores(table, path)
     return path
 
 
@@ -817,7 +820,7 @@ def test_subset_stage_hardest(score_file, tmp_path):
     assert meta["keep_fraction"] == 0.5
     assert meta["seed"] == 3
     assert meta["class_balanced"] is True
-    assert meta["scores_hash"] == META["scores_hash"]
+    assert meta["scores_hash"] == read_meta(score_file)["scores_hash"]
     assert meta["dataset_fingerprint"] == META["dataset_fingerprint"]
     assert meta["dataset"] == "tiny"
     assert meta["scorer"] == "el2n"
@@ -873,7 +876,7 @@ def test_subset_stage_bad_keep_fraction(score_file, tmp_path, capsys, f):
 def test_subset_stage_rejects_non_canonical_order(tmp_path, capsys):
     path = tmp_path / "scores.parquet"
     table = pd.DataFrame({"sample_index": [1, 0, 2], "label": [0, 0, 1], "score": [0.1, 0.2, 0.3]})
-    write_table(table, path, META)
+    write_scores(table, path)
     with pytest.raises(SystemExit) as info:
         run_subset(path, tmp_path / "out.parquet")
     assert info.value.code == 2
@@ -893,6 +896,16 @@ def test_subset_stage_refuses_the_scores_of_another_scorer_or_data(score_file, t
     assert capsys.readouterr().err.strip() == (f"error: {score_file} holds scores with {found}; delete it (or run "
                                                f"snakemake --forcerun scores) so that it is scored again")
     assert not out.exists()
+
+
+def test_subset_stage_refuses_scores_changed_after_they_were_written(score_file, tmp_path, capsys):
+    table, meta = read_table(score_file)
+    write_table(table.assign(score=table["score"][::-1].to_numpy()), score_file, meta)  # the same record, other scores
+    with pytest.raises(SystemExit):
+        run_subset(score_file, tmp_path / "subset.parquet")
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {score_file} was changed after it was written: its scores hash to ")
+    assert f"its record says {meta['scores_hash']}; delete it and run the workflow again" in error
 
 
 def test_stratified_cuts_by_another_scorer_when_asked():

@@ -202,11 +202,13 @@ def parse_tasks(path: Path) -> dict[str, dict[str, str]]:
 
 
 # The SLURM jobs, by log folder: one per job of a rule; a group job per bundle: the 12 selection
-# jobs (group-components: selection=64 in slurm/config.yaml) and the 36 students (the test's profile)
+# jobs, 10 subsets and 2 random draws (group-components: selection=64 in slurm/config.yaml), and the
+# 36 students (the test's profile)
 SINGLE_JOBS = {"rule_teachers": 1, "rule_proxies": 2, "rule_scores": 9, "rule_scores_summary": 1, "rule_galleries": 1,
                "rule_aggregate": 1}
-GROUP_MEMBERS = {"group_selection_subsets": 12, "group_students_students": 36}
-CPU_JOBS = {"rule_scores_summary", "group_selection_subsets", "rule_galleries", "rule_aggregate"}  # gpu: 0; the others gpu: 1
+GROUP_MEMBERS = {"group_selection_drawn_subsets_subsets": 12, "group_students_students": 36}
+# gpu: 0; the others gpu: 1
+CPU_JOBS = {"rule_scores_summary", "group_selection_drawn_subsets_subsets", "rule_galleries", "rule_aggregate"}
 
 
 @pytest.mark.slow
@@ -253,7 +255,8 @@ def test_tiny_configuration_through_the_slurm_profile(slurm_cluster, tmp_path):
         by_rule.setdefault(folder, []).append(jobid)
     counts = {rule: len(ids) for rule, ids in by_rule.items()}
     student_jobs = -(-GROUP_MEMBERS["group_students_students"] // students_per_job)
-    assert counts == {**SINGLE_JOBS, "group_selection_subsets": 1, "group_students_students": student_jobs}, counts
+    assert counts == {**SINGLE_JOBS, "group_selection_drawn_subsets_subsets": 1,
+                      "group_students_students": student_jobs}, counts
     # ... each completed on the test cluster's node and partition, under this run's job name ...
     jobcomp = parse_jobcomp(slurm_cluster["log"] / "jobcomp.txt")
     ids = [jobid for jobid, _ in submitted]
@@ -295,7 +298,8 @@ def test_a_job_signalled_like_at_its_time_limit_is_resubmitted_and_resumes(slurm
     profile = make_profile(tmp_path / "profile", students_per_job=1)
     config = yaml.safe_load((REPO / "tests" / "configs" / "reruns.yaml").read_text())
     epochs = 30  # about 15 s of training: the signal comes during the second epoch, long before the end
-    config.update(experiment="preempt", device="auto", data={"dataset": "fashion_mnist", "train_limit": 6000, "test_limit": 200})
+    # device: cpu with the profile's GPU (device: auto would, rightly, stop on the fake GPU)
+    config.update(experiment="preempt", device="cpu", data={"dataset": "fashion_mnist", "train_limit": 6000, "test_limit": 200})
     config["teachers"]["t4"]["train"]["epochs"] = epochs
     (tmp_path / "preempt.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     work = tmp_path / "work"

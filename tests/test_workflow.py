@@ -39,11 +39,11 @@ def planned_jobs(output: str) -> dict[str, int]:
 def test_dry_run_of_the_default_lists_every_stage(tmp_path):
     result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "config.yaml"))
     assert result.returncode == 0, result.stderr
-    # 9 scorers share 2 proxy runs; 4 of them x 1 selector x 3 keep fractions = 12 subsets;
-    # x 2 settings x 2 seeds = 48 students
+    # 9 scorers share 2 proxy runs; 4 of them x 1 selector x 3 keep fractions = 12 subsets, the 3
+    # random ones drawn once per student seed (6 draws); x 2 settings x 2 seeds = 48 students
     assert planned_jobs(result.stdout) == {
-        "teachers": 1, "proxies": 2, "scores": 9, "scores_summary": 1, "subsets": 12, "students": 48,
-        "galleries": 1, "aggregate": 1, "all": 1,
+        "teachers": 1, "proxies": 2, "scores": 9, "scores_summary": 1, "subsets": 9, "drawn_subsets": 6,
+        "students": 48, "galleries": 1, "aggregate": 1, "all": 1,
     }
 
 

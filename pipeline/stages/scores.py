@@ -10,7 +10,6 @@ the scorer's parameters and seed and the dataset fingerprint in the file's metad
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 from pipeline.checkpoints import load_model, load_train_logits
 from pipeline.cli import data_meta, parser, setup, stage
 from pipeline.errors import UserError
-from pipeline.io import read_table, require_same_data, stable_hash, write_table
+from pipeline.io import read_table, require_same_data, scores_hash, stable_hash, write_table
 from pipeline.scorers import Scorer, ScoringContext, build_scorer
 
 # The one-line error for each thing a scorer needs and the job was not given.
@@ -103,12 +102,6 @@ LOADERS = {
     "dynamics": _read_dynamics,
     "proxies": lambda paths, fingerprint: [load_model(path, fingerprint)[0] for path in paths],
 }
-
-
-def scores_hash(table: pd.DataFrame) -> str:
-    """Content hash of a score table, which every subset drawn from it records."""
-    data = table["sample_index"].to_numpy(np.int64).tobytes() + table["score"].to_numpy(np.float64).tobytes()
-    return hashlib.sha256(data).hexdigest()[:12]
 
 
 if __name__ == "__main__":

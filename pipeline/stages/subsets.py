@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipeline.cli import stage
 from pipeline.errors import UserError
-from pipeline.io import read_table, require_same_data, stable_hash, write_table
+from pipeline.io import REMAKE, read_table, require_same_data, scores_hash, stable_hash, write_table
 from pipeline.params import params_dict
 from pipeline.scorers import SCORERS
 from pipeline.seeding import numpy_generator
@@ -41,6 +41,9 @@ def main(argv=None):
     spec = args.spec
     scores, meta = read_table(args.scores)
     require_scores_of(args.scores, meta, spec["scorer"], spec["data"])
+    if scores_hash(scores) != meta.get("scores_hash"):
+        raise UserError(f"{args.scores} was changed after it was written: its scores hash to {scores_hash(scores)}, its "
+                        f"record says {meta.get('scores_hash')}; {REMAKE}")
     index = scores["sample_index"].to_numpy()
     if not (np.diff(index) > 0).all():  # every scored sample once, in canonical order (held-out ones left out)
         raise UserError(f"{args.scores} is not in canonical sample order")

@@ -203,9 +203,17 @@ def galleries_spec():
 
 
 def aggregate_spec():
-    """The whole validated config: the aggregate rebuilds the experiment's jobs from it
-    (pipeline.jobs) to say what each result cost."""
-    return as_json(config)
+    """The validated config, from which the aggregate rebuilds the experiment's jobs
+    (pipeline.jobs) to say what each result cost; without what is no rerun trigger (threads,
+    checkpoint_every)."""
+    spec = without(config, "checkpoint_every")
+    for section in ("teachers", "pruned_teachers"):
+        spec[section] = {
+            name: without(entry, "threads") for name, entry in config[section].items()
+        }
+    for section in ("proxies", "student", "scoring"):
+        spec[section] = without(config[section], "threads")
+    return as_json(spec)
 
 
 # Inputs: the files of other rules a job reads, where they depend on the config.

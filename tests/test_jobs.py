@@ -32,10 +32,8 @@ def planned(tmp_path, config: Path, *targets: str) -> set[Job]:
     return jobs
 
 
-def experiment(config: Path, extra: str = "") -> Experiment:
-    loaded = yaml.safe_load(config.read_text())
-    loaded.update(yaml.safe_load(extra) or {})
-    return Experiment(validate_config(loaded))
+def experiment(config: Path) -> Experiment:
+    return Experiment(validate_config(yaml.safe_load(config.read_text())))
 
 
 DRAWS = """

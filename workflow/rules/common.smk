@@ -175,13 +175,15 @@ def subset_spec(wildcards):
 def student_spec(wildcards):
     student = without(config["student"], "seeds", "threads")
     distill = {"name": wildcards.distill, **config["distillation"][wildcards.distill]}
-    drawn = (wildcards.scorer, wildcards.selector) in EXPERIMENT.drawn
     # the subset the student must be given, which it checks against the subset's own record
+    job = EXPERIMENT.subset(
+        wildcards.scorer, wildcards.selector, wildcards.keep, wildcards.seed
+    )
     subset = {
         "scorer": wildcards.scorer,
         "selector": wildcards.selector,
         "keep_fraction": KEEPS[wildcards.keep],
-        "draw": int(wildcards.seed) if drawn else None,
+        "draw": int(job["draw"]) if job.rule == "drawn_subsets" else None,
     }
     return as_json(
         {

@@ -39,6 +39,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if error is not None:
         raise UserError(_describe(error))
+    _check_loaded_teachers(config)
     _fill_defaults(schema, config, schema)
     _check_components(config)
     return config
@@ -117,6 +118,9 @@ def _check_components(config: dict[str, Any]) -> None:
               ("student", config["student"])]
     for where, section in models:
         MODELS.params(section["model"], section["model_args"], f"{where}.model_args")
+        if "checkpoint" in section:  # loaded, not trained (_check_loaded_teachers)
+            _check_checkpoint(section, where, config)
+            continue
         section["train"] = _check_train(section["train"], f"{where}.train", config)
         gpus = section.get("gpus", 1)
         if section["train"]["batch_size"] % gpus:
@@ -154,6 +158,7 @@ def _check_components(config: dict[str, Any]) -> None:
     scoring = config["scoring"]
     scoring["teacher"] = scoring["teacher"] or teachers[0]
     _check_teacher(scoring["teacher"], teachers, "scoring.teacher")
+    _check_scoring_teacher_trained(config)
     _check_pruned_teachers(config)
     for name, entry in config["distillation"].items():
         config["distillation"][name] = DistillSetting.parse(name, entry, f"distillation.{name}", config).spec()
@@ -228,3 +233,67 @@ def _check_pruned_teachers(config: dict[str, Any]) -> None:
 def _check_teacher(name: str | None, teachers: list[str], where: str) -> None:
     if name not in teachers:
         raise UserError(f"config error in {where}: teacher {name!r} is not defined; defined: {', '.join(teachers)}")
+
+
+# What a teacher with a checkpoint has no use for: it is loaded, not trained.
+_TRAINING_KEYS = ("train", "seed", "seed_streams")
+
+
+def _check_loaded_teachers(config: dict[str, Any]) -> None:
+    """A teacher with a ``checkpoint`` is loaded, not trained: a training section, seeds or more
+    than one GPU given with it are refused (on the config as written, before defaults fill them)."""
+    for name, entry in config["teachers"].items():
+        if "checkpoint" not in entry:
+            continue
+        given = [key for key in _TRAINING_KEYS if key in entry]
+        if given:
+            raise UserError(f"config error in teachers.{name}: a teacher with a checkpoint is loaded, not trained; "
+                            f"remove {', '.join(given)} (or the checkpoint, to train it)")
+        if entry.get("gpus", 1) != 1:
+            raise UserError(f"config error in teachers.{name}.gpus: a teacher with a checkpoint is only evaluated, "
+                            f"on one GPU; remove gpus")
+
+
+def _check_checkpoint(entry: dict[str, Any], where: str, config: dict[str, Any]) -> None:
+    """A loaded teacher's entry: the defaults of the training keys it has no use for taken out
+    again (its spec is model, model_args, checkpoint, gpus); ``torchvision`` only for a torchvision
+    model on a dataset of ImageNet's 1000 classes and 3 channels. A path is checked where it is
+    read (``pipeline.models.released.check_checkpoints``): a dry run plans without the file."""
+    from pipeline.data import DATASET_SIZES
+    from pipeline.models.released import TORCHVISION, family
+
+    for key in _TRAINING_KEYS:
+        entry.pop(key, None)
+    if entry["checkpoint"] != TORCHVISION:
+        return
+    if family(entry["model"]) != "torchvision_resnet":
+        raise UserError(f"config error in {where}.checkpoint: torchvision's pretrained weights exist only for "
+                        f"torchvision's models (resnet18, resnet34, resnet50), not {entry['model']!r}; give the "
+                        f"path of a trained {entry['model']} instead")
+    if entry["model_args"].get("groups", 1) != 1 or entry["model_args"].get("width_per_group", 64) != 64:
+        raise UserError(f"config error in {where}.checkpoint: torchvision's {entry['model']} weights are for its "
+                        f"own groups 1 and width_per_group 64; remove them from model_args")
+    size = DATASET_SIZES.get(config["data"]["dataset"])
+    if (size.classes, size.channels) != (1000, 3):
+        raise UserError(f"config error in {where}.checkpoint: torchvision's weights are ImageNet's (1000 classes, "
+                        f"3 channels), not {config['data']['dataset']}'s ({size.classes} classes, {size.channels} "
+                        f"channels); give the path of a {entry['model']} trained on it instead")
+
+
+def _check_scoring_teacher_trained(config: dict[str, Any]) -> None:
+    """Scorers that read the reference teacher's training dynamics need a teacher that was trained
+    here: one loaded from a checkpoint has none."""
+    from pipeline.scorers import SCORERS, build_scorer
+
+    name = config["scoring"]["teacher"]
+    if "checkpoint" not in config["teachers"][name]:
+        return
+    for scorer, params in config["scorers"].items():
+        if "dynamics" in build_scorer(scorer, params).needs:
+            outputs = sorted(s for s in SCORERS.names() if "teacher_logits" in build_scorer(s).needs)
+            proxies = sorted(s for s in SCORERS.names() if "proxies" in build_scorer(s).needs)
+            raise UserError(
+                f"config error in scorers.{scorer}: {scorer} reads the training dynamics of scoring.teacher "
+                f"{name!r}, which is loaded from teachers.{name}.checkpoint, not trained; use a scorer of the "
+                f"teacher's outputs ({', '.join(outputs)}) or of the proxies ({', '.join(proxies)}), or set "
+                f"scoring.teacher to a trained teacher")

@@ -8,11 +8,18 @@ read, so the teacher's forward pass over the training set is done once) with the
 std that MDSLR's logit reshaping reads (computed here, before any pruning of the data).
 
 Resumable (``--resume``), and runs data-parallel under torchrun (``pipeline.devices``).
+
+A teacher with a ``checkpoint`` (``pipeline.models.released``) is not trained: its weights are
+loaded into the zoo model, evaluated, and written as the same outputs, the per-epoch metrics one
+row (epoch 0: the weights as loaded), the dynamics an empty table (nothing was trained), and every
+table's metadata saying which file (and its sha256) the weights came from.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, replace
 
+import pandas as pd
 import torch
 import torch.nn as nn
 
@@ -22,11 +29,12 @@ from pipeline.data import Dataset
 from pipeline.devices import ranks
 from pipeline.errors import UserError
 from pipeline.dynamics import Dynamics
-from pipeline.inference import predict
+from pipeline.inference import evaluate, predict
 from pipeline.io import stable_hash, write_table
 from pipeline.losses import build_loss
 from pipeline.losses.kd import class_logit_std
 from pipeline.models import build_model
+from pipeline.models.released import load_weights
 from pipeline.params import parse_params
 from pipeline.resume import ResumeFolder
 from pipeline.seeding import Seeds, seeded_init
@@ -49,6 +57,8 @@ def main(argv=None):
         p.error("--logits-out and --class-std-out go together")
     spec, data, device = setup(args)
     teacher = spec["teacher"]
+    if teacher.get("checkpoint") is not None:
+        return evaluate_loaded(args, spec, data, device)
     cfg = parse_params(TrainConfig, teacher["train"], f"teachers.{spec['name']}.train")
     seeds = Seeds.of(teacher["seed"], teacher.get("seed_streams"))
     with seeded_init(seeds.init, "init"):
@@ -86,6 +96,36 @@ def main(argv=None):
                                  "test_acc": float(at.iloc[0]) if len(at) else float("nan"), **meta})
     if resume is not None:
         resume.clear()
+
+
+def evaluate_loaded(args, spec: dict, data: Dataset, device: torch.device) -> None:
+    """A teacher brought from its ``checkpoint``: loaded, evaluated, written as a trained one."""
+    teacher = spec["teacher"]
+    model = build_model(teacher["model"], data.num_classes, data.in_channels, **teacher["model_args"])
+    source = load_weights(model, teacher["model"], teacher["checkpoint"], f"teachers.{spec['name']}.checkpoint")
+    batch_size = TrainConfig().batch_size * 4  # the evaluation batch of a teacher trained with the defaults
+    start = time.perf_counter()
+    nan = float("nan")  # the columns of a trained teacher's rows (pipeline.train), nothing trained
+    row = {"epoch": 0, "lr": nan, "steps": 0, "sample_steps": 0, "train_loss": nan, "train_acc": nan,
+           "test_acc": nan, "test_loss": nan, "val_acc": nan, "val_loss": nan}
+    row["test_acc"], row["test_loss"] = evaluate(model, data.test, batch_size, device)
+    if len(data.held_out):
+        row["val_acc"], row["val_loss"] = evaluate(model, data.train, batch_size, device, data.held_out)
+    row["seconds"] = time.perf_counter() - start
+    row["images_per_second"] = (len(data.test) + len(data.held_out)) / row["seconds"]
+    meta = {"stage": "teacher", "teacher": spec["name"], "spec": spec, "config_hash": stable_hash(spec),
+            "checkpoint": source, "device": str(device), "precision": "fp32", "ranks": ranks().world,
+            **data_meta(data)}
+    print(f"teacher {spec['name']} loaded from {teacher['checkpoint']} (sha256 {source['sha256'][:12]}): "
+          f"test_acc {row['test_acc']:.4f}")
+    write_table(pd.DataFrame([row]), args.epochs_out, meta)
+    if args.dynamics_out:  # nothing trained, nothing recorded: the columns only
+        write_table(Dynamics(len(data.train), 0, device).to_frame(), args.dynamics_out, meta)
+    if args.logits_out:
+        write_teacher_logits(args.logits_out, args.class_std_out, model, data, batch_size, device, meta)
+    save_model(args.model_out, model, {"model": teacher["model"], "model_args": teacher["model_args"],
+                                       "num_classes": data.num_classes, "in_channels": data.in_channels,
+                                       "test_acc": row["test_acc"], **meta})
 
 
 class EpochModels:

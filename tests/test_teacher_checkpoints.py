@@ -295,6 +295,30 @@ def test_torchvision_layout_maps_onto_the_zoo_resnet():
         assert torch.equal(zoo(x), theirs(x))
 
 
+def test_torchvision_checkpoint_loads_the_hub_cache_file_and_names_it(tmp_path, monkeypatch):
+    """``checkpoint: torchvision`` reads torchvision's default weights from torch's hub cache (here
+    a file the test puts there, so nothing is downloaded) and records which weights and their sha256."""
+    import torchvision.models
+
+    from pipeline.models.released import load_weights, torchvision_file
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    with seeded_init(3, "test-torchvision"):
+        theirs = torchvision.models.resnet18(weights=None).eval()
+        zoo = build_model("resnet18", 1000, 3).eval()
+    cached = torchvision_file("resnet18")
+    assert cached.parent == tmp_path / "hub" / "checkpoints"
+    cached.parent.mkdir(parents=True)
+    torch.save(theirs.state_dict(), cached)
+    source = load_weights(zoo, "resnet18", "torchvision", "teachers.t.checkpoint")
+    assert source == {"torchvision": "ResNet18_Weights.IMAGENET1K_V1",
+                      "url": f"https://download.pytorch.org/models/{cached.name}",
+                      "sha256": hashlib.sha256(cached.read_bytes()).hexdigest()}
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(zoo(x), theirs(x))
+
+
 def test_a_state_dict_that_does_not_fit_names_its_keys():
     model = build_model("resnet8x4", 100, 3)
     theirs = repdistiller_layout("resnet8x4", model.state_dict())

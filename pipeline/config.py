@@ -9,8 +9,12 @@ value and what is allowed. The result has every default filled in, so the parame
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
+import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +36,14 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate_config(config)
 
 
+@functools.cache
+def _schema() -> dict[str, Any]:
+    """The parsed schema, read once per process (nothing changes it: defaults are copied out)."""
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = _schema()
     config = copy.deepcopy(config or {})
     _read_numbers(schema, config, schema)
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
@@ -113,13 +123,19 @@ def _check_components(config: dict[str, Any]) -> None:
     from pipeline.scorers import SCORERS
     from pipeline.selectors import SELECTORS
 
-    DATASETS.get(config["data"]["dataset"])  # no parameters of its own: the data section is the schema's
+    with _at("data.dataset"):
+        DATASETS.get(config["data"]["dataset"])  # no parameters of its own: the data section is the schema's
     models = [*((f"teachers.{n}", t) for n, t in config["teachers"].items()), ("proxies", config["proxies"]),
               ("student", config["student"])]
     for where, section in models:
-        MODELS.params(section["model"], section["model_args"], f"{where}.model_args")
+        with _at(f"{where}.model"):
+            MODELS.get(section["model"])
+        with _at(f"{where}.model_args"):
+            MODELS.params(section["model"], section["model_args"], f"{where}.model_args")
         if "checkpoint" in section:  # loaded, not trained (_check_loaded_teachers)
             _check_checkpoint(section, where, config)
+        _check_model_builds(section["model"], section["model_args"], f"{where}.model_args", config["data"]["dataset"])
+        if "checkpoint" in section:
             continue
         section["train"] = _check_train(section["train"], f"{where}.train", config)
         gpus = section.get("gpus", 1)
@@ -128,7 +144,8 @@ def _check_components(config: dict[str, Any]) -> None:
                             f"is not a multiple of gpus {gpus} (it is the global batch, split over the GPUs)")
 
     for name, params in config["scorers"].items():
-        config["scorers"][name] = params_dict(SCORERS.params(name, params, f"scorers.{name}"))
+        with _at(f"scorers.{name}"):
+            config["scorers"][name] = params_dict(SCORERS.params(name, params, f"scorers.{name}"))
     _check_proxy_epochs(config)
     if config["report"]["metric"] == "test_acc_at_best_val" and not config["data"]["validation_fraction"]:
         raise UserError("config error in report.metric: test_acc_at_best_val needs a validation split; "
@@ -142,10 +159,14 @@ def _check_components(config: dict[str, Any]) -> None:
         raise UserError(f"config error in selection.keep_fractions: duplicates in {selection['keep_fractions']}")
     _check_keeps_something(config)
     for selector, entry in selection["selectors"].items():
+        if not isinstance(entry, (list, dict)):  # (the schema allows either)
+            raise UserError(f"config error in selection.selectors.{selector}: {entry!r} is neither a list of scorers "
+                            f"nor a mapping with scorers")
         # normalised to {"scorers": [...], "params": {...}}
         entry = {"scorers": entry} if isinstance(entry, list) else entry
         params = {k: v for k, v in entry.items() if k != "scorers"}
-        cutoff = getattr(SELECTORS.params(selector, params, f"selection.selectors.{selector}"), "cutoff_scorer", None)
+        with _at(f"selection.selectors.{selector}"):
+            cutoff = getattr(SELECTORS.params(selector, params, f"selection.selectors.{selector}"), "cutoff_scorer", None)
         selection["selectors"][selector] = {"scorers": entry["scorers"], "params": params}
         for scorer in [*entry["scorers"], *([cutoff] if cutoff else [])]:
             if scorer not in config["scorers"]:
@@ -154,6 +175,7 @@ def _check_components(config: dict[str, Any]) -> None:
                     f"under scorers; configured: {', '.join(config['scorers'])}"
                 )
 
+    _check_cutoffs_leave_budgets(config)
     teachers = list(config["teachers"])
     scoring = config["scoring"]
     scoring["teacher"] = scoring["teacher"] or teachers[0]
@@ -161,7 +183,24 @@ def _check_components(config: dict[str, Any]) -> None:
     _check_scoring_teacher_trained(config)
     _check_pruned_teachers(config)
     for name, entry in config["distillation"].items():
-        config["distillation"][name] = DistillSetting.parse(name, entry, f"distillation.{name}", config).spec()
+        with _at(f"distillation.{name}"):
+            config["distillation"][name] = DistillSetting.parse(name, entry, f"distillation.{name}", config).spec()
+
+
+@contextlib.contextmanager
+def _at(where: str):
+    """A component's own one-line error (an unknown name from its registry, a bad value from its
+    Params) prefixed with the key it came from, as every config error is."""
+    head, _, tail = where.rpartition(".")
+    try:
+        yield
+    except UserError as error:
+        message = str(error)
+        if head and message.startswith((f"config error in {tail}.", f"config error in {tail}:")):  # (named from inside the section: "train.schedule")
+            raise UserError(f"config error in {head}.{message.removeprefix('config error in ')}") from None
+        if message.startswith("config error in "):
+            raise
+        raise UserError(f"config error in {where}: {message}") from None
 
 
 def _check_keeps_something(config: dict[str, Any]) -> None:
@@ -180,6 +219,73 @@ def _check_keeps_something(config: dict[str, Any]) -> None:
                             f"selected from (the smallest that keeps one: {0.5 / selected:.3g})")
 
 
+def _check_cutoffs_leave_budgets(config: dict[str, Any]) -> None:
+    """Selector parameters that cannot fill a group's budget: a ``stratified`` hard cutoff (beta)
+    that leaves a group (a class when class-balanced, else all samples) fewer samples than its
+    budget at some keep fraction. Known here: the samples selection sees (train_limit and the
+    hold-out applied: exactly without a stratified hold-out, else at least n - floor(v n)) and the
+    number of classes, so a class-balanced group is checked at the size the largest class has at
+    least; the cutoff fails surely there when (f + beta - 1) x size >= 2 (floor(beta n) > beta n - 1
+    and floor(f n) > f n - 1). Left to the subset job: the exact class sizes, which only the labels
+    give, where rounding alone makes a small class fail; the selector refuses that in one line."""
+    from fractions import Fraction
+
+    from pipeline.data import DATASET_SIZES
+    from pipeline.selectors import SELECTORS
+    from pipeline.selectors.budget import total_budget
+
+    data, selection = config["data"], config["selection"]
+    size = DATASET_SIZES.get(data["dataset"])
+    n = min(size.train, data.get("train_limit") or math.inf)
+    held = math.floor(n * data["validation_fraction"])
+    selected = n - held  # exact unless the hold-out is stratified (then floor per class: this or more)
+    exact = not held or not data["validation_stratified"]
+    balanced = selection["class_balanced"]
+    group = math.ceil(selected / size.classes) if balanced else selected
+    for selector, entry in selection["selectors"].items():
+        beta = getattr(SELECTORS.params(selector, entry["params"]), "beta", 0)
+        for f in selection["keep_fractions"]:
+            left = group - math.floor(Fraction(str(beta)) * group)
+            budget = total_budget(group, f)
+            fails = left < budget if exact and not balanced else (f + beta - 1) * group >= 2
+            if beta and fails:
+                of = "a class of at least" if balanced else "the"
+                raise UserError(f"config error in selection.selectors.{selector}.beta: the hard cutoff beta = {beta} "
+                                f"leaves {left} of {of} {group} samples selected from, fewer than the budget "
+                                f"{budget} of keep fraction {f}; keep beta + keep fraction at most 1")
+
+
+@functools.cache
+def _model_build_problem(model: str, args: str, classes: int, channels: int) -> str | None:
+    """Why ``model`` with the JSON ``args`` cannot be built for ``classes`` and ``channels``, or None:
+    built on the meta device (no memory, no initialisation), once per process."""
+    import torch
+
+    from pipeline.models import build_model
+
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (zero-element tensors are not initialised: nothing is, here)
+            build_model(model, classes, channels, **json.loads(args))
+    except UserError as error:
+        return str(error)
+    except Exception as error:  # a layer refusing its size: RuntimeError, ValueError, TypeError, ZeroDivisionError
+        return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+    return None
+
+
+def _check_model_builds(model: str, args: dict[str, Any], where: str, dataset: str) -> None:
+    """The model builds with ``args`` for the dataset's classes and channels (a shaped student is
+    shaped from the trained teacher's weights, so it is built only when its job runs)."""
+    from pipeline.data import DATASET_SIZES
+
+    size = DATASET_SIZES.get(dataset)
+    problem = _model_build_problem(model, json.dumps(args, sort_keys=True), size.classes, size.channels)
+    if problem is not None:
+        raise UserError(f"config error in {where}: model {model!r} cannot be built with {args} for {dataset} "
+                        f"({size.classes} classes, {size.channels} channels): {problem}")
+
+
 def _check_train(train: dict[str, Any], where: str, config: dict[str, Any]) -> dict[str, Any]:
     """A training section with every default filled in (its schedule's too), but ``precision`` when
     it is the default ``auto``: a training job's spec from before that option is unchanged, so
@@ -187,7 +293,8 @@ def _check_train(train: dict[str, Any], where: str, config: dict[str, Any]) -> d
     from pipeline.params import params_dict, parse_params
     from pipeline.train import TrainConfig
 
-    train = params_dict(parse_params(TrainConfig, train, where))
+    with _at(where):
+        train = params_dict(parse_params(TrainConfig, train, where))
     if train["precision"] == "auto":
         del train["precision"]
     if train["select"] == "best_val" and not config["data"]["validation_fraction"]:

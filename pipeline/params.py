@@ -6,6 +6,7 @@ checks its values in ``__post_init__``; its registry checks a config entry again
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ def check_keys(cls: type, values: Mapping[str, Any], what: str) -> None:
     allowed = field_names(cls)
     unknown = sorted((key for key in values if key not in allowed), key=str)
     if unknown:
-        raise UserError(f"unknown parameter {', '.join(map(repr, unknown))} for {what}; "
+        raise TypedError(f"unknown parameter {', '.join(map(repr, unknown))} for {what}; "
                         f"allowed: {', '.join(allowed) or 'none'}")
 
 
@@ -53,10 +54,58 @@ def read_numbers(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
             for k, v in values.items()}
 
 
+# The Python types a declared field type admits (a bool is no number here, though Python's bool is an int).
+_TYPES = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,), "dict": (dict,)}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    """Whether ``value`` is of the declared type ``kind`` (``float``, ``str | None``,
+    ``tuple[int, ...]``, ``Sequence[str]``, ...); a type this check does not know admits anything
+    (the Params' own ``__post_init__`` checks it)."""
+    for option in (part.strip() for part in kind.split("|")):
+        if option == "None":
+            if value is None:
+                return True
+            continue
+        items = re.fullmatch(r"(?:tuple|list|Sequence)\[(\w+)(?:, \.\.\.)?\]", option)
+        if items:
+            if isinstance(value, (list, tuple)) and all(_fits(item, items.group(1)) for item in value):
+                return True
+        elif option in _TYPES:
+            if isinstance(value, _TYPES[option]) and (option == "bool" or not isinstance(value, bool)):
+                return True
+        else:
+            return True
+    return False
+
+
+class TypedError(UserError):
+    """A mistake in the keys or types of a component's parameters (not its own range checks)."""
+
+
+def check_types(cls: type, values: Mapping[str, Any], what: str) -> None:
+    """A value of another type than its field declares (a list where a number goes) is one line
+    naming it."""
+    for field in dataclasses.fields(cls):
+        kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+        if field.name in values and not _fits(values[field.name], kind):
+            raise TypedError(f"{what} parameter {field.name!r} must be of type {kind}, got {values[field.name]!r}")
+
+
+def construct(cls: type[P], values: Mapping[str, Any], what: str) -> P:
+    """``cls(**values)``; where its own checks trip over a value of another type than its field
+    declares (a list compared with a number: TypeError), one line naming it instead."""
+    try:
+        return cls(**values)
+    except TypeError:  # the Params' own checks compared a value of another type (they come first: their words)
+        check_types(cls, values, what)
+        raise
+
+
 def parse_params(cls: type[P], values: Mapping[str, Any] | None, where: str) -> P:
     values = dict(values or {})
     check_keys(cls, values, where)
-    return cls(**read_numbers(cls, values))
+    return construct(cls, read_numbers(cls, values), where)
 
 
 def params_dict(params: Any) -> dict[str, Any]:

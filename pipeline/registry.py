@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Generic, TypeVar
 
 from pipeline.errors import UserError
-from pipeline.params import NoParams, check_keys, read_numbers
+from pipeline.params import NoParams, TypedError, check_keys, construct, read_numbers
 
 T = TypeVar("T")
 
@@ -63,11 +63,13 @@ class Registry(Generic[T]):
         what = f"{self.kind} {name!r}"
         if not isinstance(values, Mapping):
             raise UserError(f"{what} params must be a mapping of names to values, got {values!r}")
+        values = read_numbers(cls, values)
         try:
             check_keys(cls, values, what)
-        except UserError as error:
+            typed = construct(cls, values, what)
+        except TypedError as error:  # (a bad value's own message comes from the Params, unprefixed)
             raise UserError(f"config error in {where}: {error}" if where else str(error)) from None
-        return cls(**read_numbers(cls, values))
+        return typed
 
     def names(self) -> list[str]:
         return sorted(self._entries)

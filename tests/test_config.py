@@ -101,6 +101,21 @@ BAD = [
     ("report", {"compare": ["colour"]}, "config error in report.compare.0: 'colour' is not one of"),
     ("device", "tpu", "config error in device: 'tpu' is not one of ['auto', 'cpu', 'cuda']"),
     ("scoring.teacher", "big", "scoring.teacher: teacher 'big' is not defined"),
+    ("student.model_args", {"width": -1}, "config error in student.model_args: model 'cnn' cannot be built with "
+                                          "{'width': -1} for fashion_mnist (10 classes, 1 channels): RuntimeError: "),
+    ("teachers.cnn32.model_args", {"width": 2.5}, "config error in teachers.cnn32.model_args: model 'cnn' cannot be built "
+                                                  "with {'width': 2.5} for fashion_mnist (10 classes, 1 channels): ValueError"),
+    ("selection.selectors", {"stratified": {"scorers": ["el2n"], "beta": 0.95}},
+     "config error in selection.selectors.stratified.beta: the hard cutoff beta = 0.95 leaves 300 of a class of at "
+     "least 6000 samples selected from, fewer than the budget 600 of keep fraction 0.1; keep beta + keep fraction at most 1"),
+    ("student.train.schedule", {"name": "multistep", "milestones": [{"at": 3}]},
+     "config error in student.train.schedule: schedule 'multistep' parameter 'milestones' must be of type tuple[int, ...]"),
+    ("student.train.schedule", {"name": "cosine", "min_lr": [0.1]},
+     "config error in student.train.schedule: schedule 'cosine' parameter 'min_lr' must be of type float, got [0.1]"),
+    ("distillation.kd.alpha", [0.5], "config error in distillation.kd"),
+    ("scorers.grand", {"chunk_size": "many"}, "config error in scorers.grand: scorer 'grand' parameter 'chunk_size' must be of type int"),
+    ("data.dataset", "mnist", "config error in data.dataset: unknown dataset 'mnist'"),
+    ("student.model", "resnet9", "config error in student.model: unknown model 'resnet9'"),
 ]
 
 
@@ -257,3 +272,22 @@ def test_precision_is_in_a_training_spec_only_when_set():
     written = copy.deepcopy(DEFAULT)
     written["student"]["train"]["precision"] = "fp32"
     assert validate_config(written)["student"]["train"]["precision"] == "fp32"
+
+
+def test_a_stratified_cutoff_is_refused_exactly_where_it_cannot_fill_the_budget():
+    """Not class-balanced, no hold-out: the group is the 100 samples, so the check is exact: beta
+    0.5 leaves 50, enough for f = 0.5 (50), not for f = 0.51 (51). Class-balanced, 100 samples of 10
+    classes: beta 0.92 and f = 0.1 leave a class of 10 one sample, its budget: accepted (whether a
+    smaller class fails by rounding is the subset job's to say, from the labels)."""
+    config = copy.deepcopy(DEFAULT)
+    config["data"]["train_limit"] = 100
+    config["selection"].update(class_balanced=False, keep_fractions=[0.5])
+    config["selection"]["selectors"]["stratified"] = {"scorers": ["el2n"], "beta": 0.5}
+    validate_config(copy.deepcopy(config))
+    config["selection"]["keep_fractions"] = [0.51]
+    with pytest.raises(UserError, match=r"^config error in selection.selectors.stratified.beta: the hard cutoff beta = "
+                                        r"0.5 leaves 50 of the 100 samples selected from, fewer than the budget 51"):
+        validate_config(copy.deepcopy(config))
+    config["selection"].update(class_balanced=True, keep_fractions=[0.1])
+    config["selection"]["selectors"]["stratified"]["beta"] = 0.92
+    validate_config(config)

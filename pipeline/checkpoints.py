@@ -1,25 +1,68 @@
 """Model checkpoints that rebuild themselves (the file holds the registry name and arguments of
 the model next to its weights, and the fingerprint of the data it was trained on), and a trained
 model's logits on the un-augmented training set, computed once and read by every scorer that
-needs them, and the per-class logit statistics MDSLR's reshaping reads."""
+needs them, and the per-class logit statistics MDSLR's reshaping reads.
+
+Every torch file this pipeline writes (checkpoints, logits, cached views, saved training state) is
+a dict of tensors and plain values written by ``save_torch``, which adds the hash of its contents
+(``content_hash``); ``load_torch`` reads it with ``weights_only=True`` and checks the hash."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import hashlib
 
 import pandas as pd
 import torch
 import torch.nn as nn
 
 from pipeline.errors import UserError
-from pipeline.io import REMAKE, atomic_write, read_table, require_same_data, unreadable, write_table
+from pipeline.io import CONTENT_HASH, REMAKE, atomic_write, changed, read_table, require_same_data, unreadable, write_table
 from pipeline.models import build_model
 
 
-def load_torch(path: str | Path, kind: str, keys: tuple[str, ...]) -> dict[str, Any]:
+def save_torch(path: str | Path, state: dict[str, Any]) -> None:
+    """``state`` (tensors and plain values only) written atomically with its ``content_hash``."""
+    state = {**state, CONTENT_HASH: torch_content_hash(state)}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def torch_content_hash(state: dict[str, Any]) -> str:
+    """Hash of a torch file's dict without its ``content_hash``: every tensor's dtype, shape and
+    bytes (hashed where they lie, one tensor at a time: a CPU tensor is not copied) and every plain
+    value's repr, in the dict's order."""
+    digest = hashlib.sha256()
+    _feed(digest, {key: value for key, value in state.items() if key != CONTENT_HASH})
+    return digest.hexdigest()[:16]
+
+
+def _feed(digest, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"tensor {tensor.dtype} {tuple(tensor.shape)};".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, dict):  # (state dicts are OrderedDicts: one kind here)
+        digest.update(f"dict of {len(value)};".encode())
+        for key, item in value.items():
+            _feed(digest, key)
+            _feed(digest, item)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__} of {len(value)};".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(f"{type(value).__name__} {value!r};".encode())
+
+
+def load_torch(path: str | Path, kind: str, keys: tuple[str, ...], fingerprint: str | None = None) -> dict[str, Any]:
     """A torch file this pipeline wrote (a dict of tensors and plain values: ``weights_only``, so no
-    pickled object runs) holding ``keys``. A missing, truncated, empty or foreign file, or one of
-    another kind (a model where views belong), is one line naming it and what to do."""
+    pickled object runs) holding ``keys``, made from the data of ``fingerprint`` when given. A
+    missing, truncated, empty or foreign file, one of another kind (a model where views belong), one
+    changed after it was written (its contents no longer hash to its ``content_hash``) or one made
+    from other data is one line naming it and what to do. A file written before content hashes were
+    recorded has none and is read unchecked, so no finished result has to be made again."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises RuntimeError, EOFError, OSError or UnpicklingError by where a file breaks
@@ -28,20 +71,34 @@ def load_torch(path: str | Path, kind: str, keys: tuple[str, ...]) -> dict[str, 
     if missing:
         held = ", ".join(sorted(map(str, state))) if isinstance(state, dict) else type(state).__name__
         raise UserError(f"{path} is not a {kind}: it has no {', '.join(missing)} (it holds {held}); {REMAKE}")
+    recorded = state.get(CONTENT_HASH)
+    if recorded is not None and torch_content_hash(state) != recorded:
+        raise changed(path, torch_content_hash(state), recorded)
+    if fingerprint is not None:
+        require_same_data(path, state.get("dataset_fingerprint", (state.get("spec") or {}).get("dataset_fingerprint")),
+                          fingerprint)
     return state
+
+
+# The stages whose model.pt is a teacher (proxies are trained by the teacher stage too): what a
+# stage that distils from, scores with or caches the outputs of a teacher accepts.
+TEACHER_STAGES = ("teacher", "prune_teacher")
 
 
 def save_model(path: str | Path, model: nn.Module, spec: dict[str, Any]) -> None:
     """``spec`` holds at least model, model_args, num_classes, in_channels, dataset_fingerprint."""
-    state = {"spec": spec, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    save_torch(path, {"spec": spec, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
 
 
-def load_model(path: str | Path, dataset_fingerprint: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    state = load_torch(path, "model checkpoint", ("spec", "state_dict"))
+def load_model(path: str | Path, dataset_fingerprint: str | None = None,
+               teacher: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """The model of a checkpoint made from the data of ``dataset_fingerprint`` (when given); with
+    ``teacher``, one the teacher stages wrote (a student's model.pt is refused)."""
+    state = load_torch(path, "model checkpoint", ("spec", "state_dict"), dataset_fingerprint)
     spec = state["spec"]
-    if dataset_fingerprint is not None:
-        require_same_data(path, spec["dataset_fingerprint"], dataset_fingerprint)
+    if teacher and spec.get("stage") not in TEACHER_STAGES:
+        raise UserError(f"{path} is the model of stage {spec.get('stage')!r}, not a teacher's (a model.pt of "
+                        f"shared/teachers/ or shared/proxies/); {REMAKE}")
     model = build_model(spec["model"], spec["num_classes"], spec["in_channels"], **spec["model_args"])
     model.load_state_dict(state["state_dict"])
     return model, spec
@@ -50,7 +107,7 @@ def load_model(path: str | Path, dataset_fingerprint: str | None = None) -> tupl
 def save_train_logits(path: str | Path, logits: torch.Tensor, meta: dict[str, Any]) -> None:
     """A trained model's logits on every training sample in canonical order (eval mode, no
     augmentation: ``pipeline.inference.predict``); ``meta`` holds at least dataset_fingerprint."""
-    atomic_write(path, lambda tmp: torch.save({"logits": logits, **meta}, tmp))
+    save_torch(path, {"logits": logits, **meta})
 
 
 def save_class_logit_std(path: str | Path, class_std: torch.Tensor, labels: torch.Tensor, meta: dict[str, Any]) -> None:
@@ -67,8 +124,7 @@ def save_class_logit_std(path: str | Path, class_std: torch.Tensor, labels: torc
 def load_class_logit_std(path: str | Path, dataset_fingerprint: str, view_seed: int | None = None) -> torch.Tensor:
     """s[c] from ``path``, which must be of the view the setting asks for: the un-augmented images
     (``view_seed`` None) or the augmented pass drawn with ``view_seed``."""
-    table, meta = read_table(path)
-    require_same_data(path, meta["dataset_fingerprint"], dataset_fingerprint)
+    table, meta = read_table(path, "table of class logit statistics", ("label", "logit_std"), dataset_fingerprint)
     if meta.get("view_seed") != view_seed:
         raise UserError(f"{path} holds the class statistics of {_view_name(meta.get('view_seed'))}, not of "
                         f"{_view_name(view_seed)}; give the file the setting's reshape_view_seed names")
@@ -80,6 +136,9 @@ def _view_name(view_seed: int | None) -> str:
 
 
 def load_train_logits(path: str | Path, dataset_fingerprint: str) -> torch.Tensor:
-    state = load_torch(path, "file of training-set logits", ("logits", "dataset_fingerprint"))
-    require_same_data(path, state["dataset_fingerprint"], dataset_fingerprint)
-    return state["logits"]
+    kind = "file of training-set logits"
+    logits = load_torch(path, kind, ("logits", "dataset_fingerprint"), dataset_fingerprint)["logits"]
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:  # (cached views hold K x N x classes)
+        raise UserError(f"{path} is not a {kind}: its logits are not one row per sample (shape "
+                        f"{tuple(getattr(logits, 'shape', ()))}); {REMAKE}")
+    return logits

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from pipeline.checkpoints import load_torch
-from pipeline.io import atomic_write, code_version, stable_hash
+from pipeline.checkpoints import load_torch, save_torch
+from pipeline.io import code_version, stable_hash
 
 PREEMPTED_EXIT_STATUS = 128 + signal.SIGTERM
 
@@ -49,7 +49,8 @@ class ResumeFolder:
 
     def load(self, name: str) -> dict[str, Any] | None:
         """The saved state ``name`` of this job's part, if any. Saved states hold tensors and plain
-        values only, so they load with ``weights_only=True`` (no pickled objects run)."""
+        values only, so they load with ``weights_only=True`` (no pickled objects run); a damaged one,
+        or one changed after it was saved, is one line (``load_torch``)."""
         path = self.folder / f"{name}.pt"
         if not path.exists():
             return None
@@ -62,7 +63,7 @@ class ResumeFolder:
 
     def save(self, name: str, state: dict[str, Any]) -> None:
         path = self.folder / f"{name}.pt"
-        atomic_write(path, lambda tmp: torch.save({"key": self.key, "part": self.part, "state": state}, tmp))
+        save_torch(path, {"key": self.key, "part": self.part, "state": state})
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

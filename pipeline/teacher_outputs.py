@@ -24,9 +24,8 @@ from pipeline.data import Dataset
 from pipeline.data.splits import TensorSplit, Views, random_views
 from pipeline.errors import UserError
 from pipeline.features import LayerOutputs
-from pipeline.checkpoints import load_torch
+from pipeline.checkpoints import load_torch, save_torch
 from pipeline.inference import predict
-from pipeline.io import atomic_write, require_same_data
 from pipeline.losses import DistillLoss
 from pipeline.seeding import torch_generator
 
@@ -171,11 +170,10 @@ def augmented_view_logits(teacher: nn.Module, data: Dataset, view_seed: int, bat
 
 
 def save_cached_views(path: str | Path, views: CachedViews, meta: dict[str, Any]) -> None:
-    state = {"crop": views.crop, "flip": views.flip, "logits": views.cached_logits, **meta}
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    save_torch(path, {"crop": views.crop, "flip": views.flip, "logits": views.cached_logits, **meta})
 
 
 def load_cached_views(path: str | Path, dataset_fingerprint: str) -> CachedViews:
-    state = load_torch(path, "file of cached teacher views", ("crop", "flip", "logits", "dataset_fingerprint"))
-    require_same_data(path, state["dataset_fingerprint"], dataset_fingerprint)
+    state = load_torch(path, "file of cached teacher views", ("crop", "flip", "logits", "dataset_fingerprint"),
+                       dataset_fingerprint)
     return CachedViews(state["crop"], state["flip"], state["logits"])

@@ -13,7 +13,7 @@ import torch
 from pipeline import plots
 from pipeline.cli import load_data, stage
 from pipeline.data import Split
-from pipeline.io import read_table, require_same_data
+from pipeline.io import read_table
 
 GALLERY_CLASSES = 3  # classes shown in each gallery (the first ones)
 
@@ -74,11 +74,18 @@ def main(argv=None):
     dataset = load_data(spec["data"])
     scores = {}
     for path in args.scores:
-        table, meta = read_table(path)
-        require_same_data(path, meta.get("dataset_fingerprint"), dataset.fingerprint)
+        table = read_scores(path, dataset.fingerprint)
         scores[table["scorer"].iloc[0]] = table
-    write_galleries([read_table(path)[0] for path in args.subsets], scores, dataset.train, args.folder,
-                    spec["experiment"])
+    write_galleries([read_subset(path, dataset.fingerprint) for path in args.subsets], scores, dataset.train,
+                    args.folder, spec["experiment"])
+
+
+def read_scores(path: str, fingerprint: str) -> pd.DataFrame:
+    return read_table(path, "score table", ("sample_index", "label", "score", "scorer"), fingerprint)[0]
+
+
+def read_subset(path: str, fingerprint: str) -> pd.DataFrame:
+    return read_table(path, "subset", ("sample_index", "label", "scorer", "selector", "keep_fraction"), fingerprint)[0]
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def main(argv=None):
     spec, data, device = setup(args)
     pruning = spec["pruning"]
     cfg = parse_params(TrainConfig, pruning["train"], f"pruned_teachers.{spec['name']}.train")
-    model, parent = load_model(args.teacher, data.fingerprint)
+    model, parent = load_model(args.teacher, data.fingerprint, teacher=True)
     model.to(device)
     masks = Masks(model).to(device)
     test_batch = cfg.batch_size * 4

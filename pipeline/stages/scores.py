@@ -19,7 +19,7 @@ import torch
 from pipeline.checkpoints import load_model, load_train_logits
 from pipeline.cli import data_meta, parser, setup, stage
 from pipeline.errors import UserError
-from pipeline.io import read_table, require_same_data, scores_hash, stable_hash, write_table
+from pipeline.io import read_table, scores_hash, stable_hash, write_table
 from pipeline.scorers import Scorer, ScoringContext, build_scorer
 
 # The one-line error for each thing a scorer needs and the job was not given.
@@ -90,17 +90,16 @@ def load_needs(needs, given: dict, fingerprint: str) -> dict:
     return loaded
 
 
-def _read_dynamics(path: str | Path, fingerprint: str) -> pd.DataFrame:
-    frame, meta = read_table(path)
-    require_same_data(path, meta.get("dataset_fingerprint"), fingerprint)
-    return frame
+def read_dynamics(path: str | Path, fingerprint: str) -> pd.DataFrame:
+    return read_table(path, "table of training dynamics", ("sample_index", "epoch", "correct", "margin"), fingerprint)[0]
 
 
+# Each need's reader: every one refuses, in one line, a file of another kind or made from other data.
 LOADERS = {
-    "teacher": lambda path, fingerprint: load_model(path, fingerprint)[0],
+    "teacher": lambda path, fingerprint: load_model(path, fingerprint, teacher=True)[0],
     "teacher_logits": load_train_logits,
-    "dynamics": _read_dynamics,
-    "proxies": lambda paths, fingerprint: [load_model(path, fingerprint)[0] for path in paths],
+    "dynamics": read_dynamics,
+    "proxies": lambda paths, fingerprint: [load_model(path, fingerprint, teacher=True)[0] for path in paths],
 }
 
 

@@ -46,6 +46,18 @@ def rank_correlation(summary: pd.DataFrame) -> pd.DataFrame:
     return spearman.pivot(index="scorer", columns="other", values="value").loc[order, order]
 
 
+def read_scores(path: str, scorers: dict) -> tuple[pd.DataFrame, dict]:
+    """A score table of one of the experiment's ``scorers`` (as configured), refused in one line
+    otherwise: the job reads no data, so the tables' fingerprints are checked against each other."""
+    table, meta = read_table(path, "score table", ("sample_index", "label", "score"))
+    scorer = meta.get("scorer")
+    if scorer not in scorers or (meta.get("spec") or {}).get("params", scorers[scorer]) != scorers[scorer]:
+        raise UserError(f"{path} holds the scores of {scorer!r} with parameters {(meta.get('spec') or {}).get('params')}, "
+                        f"not of one of this experiment's scorers ({', '.join(scorers)}) as configured; delete it (or run "
+                        f"snakemake --forcerun scores) so that it is scored again")
+    return table, meta
+
+
 @stage
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
@@ -57,7 +69,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     tables, fingerprints = {}, set()
     for path in args.scores:
-        table, meta = read_table(path)
+        table, meta = read_scores(path, args.spec["scorers"])
         tables[meta["scorer"]] = table
         fingerprints.add(meta["dataset_fingerprint"])
     if len(fingerprints) != 1:

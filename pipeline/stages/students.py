@@ -20,7 +20,7 @@ from pipeline.devices import ranks
 from pipeline.distillation import DistillSetting
 from pipeline.errors import UserError
 from pipeline.inference import per_class_accuracy
-from pipeline.io import code_version, read_table, require_same_data, stable_hash, write_table
+from pipeline.io import code_version, read_table, stable_hash, write_table
 from pipeline.models import build_model
 from pipeline.models.shaping import shaped_model_args
 from pipeline.params import parse_params
@@ -43,9 +43,7 @@ def main(argv=None):
     add_resume_arguments(p)
     args = p.parse_args(argv)
     spec, data, device = setup(args)
-    subset, subset_meta = read_table(args.subset)
-    require_same_data(args.subset, subset_meta["dataset_fingerprint"], data.fingerprint)
-    require_subset_of(args.subset, subset_meta, spec.get("subset"))
+    subset, subset_meta = read_subset(args.subset, spec.get("subset"), data.fingerprint)
     student, seed = spec["student"], spec["seed"]
     setting = DistillSetting.parse(spec["distillation"]["name"], spec["distillation"])
     loss = setting.build_loss()
@@ -137,6 +135,17 @@ def main(argv=None):
     print(f"final test accuracy {run['final_test_acc']:.4f} on {len(indices)} training samples")
 
 
+def read_subset(path: str, expected: dict | None, fingerprint: str) -> tuple[pd.DataFrame, dict]:
+    """The subset table at ``path``, refused in one line unless it is a subset, of this run's data,
+    and the one the student's spec names (``require_subset_of``)."""
+    subset, meta = read_table(path, "subset", SUBSET_COLUMNS, fingerprint)
+    require_subset_of(path, meta, expected)
+    return subset, meta
+
+
+SUBSET_COLUMNS = ("sample_index", "label", "scorer", "selector", "keep_fraction")
+
+
 def require_subset_of(path: str, meta: dict, expected: dict | None) -> None:
     """The subset the job was given is the one its spec names (scorer, selector, keep fraction, the
     draw of a random subset): a subset file put in the wrong place stops the job in one line."""
@@ -149,7 +158,7 @@ def require_subset_of(path: str, meta: dict, expected: dict | None) -> None:
 def load_teacher(args, setting: DistillSetting, dataset_fingerprint: str) -> tuple[nn.Module, dict]:
     if args.teacher is None:
         raise UserError(f"distillation {setting.name!r} distils from teacher {setting.teacher!r} and needs --teacher")
-    return load_model(args.teacher, dataset_fingerprint)
+    return load_model(args.teacher, dataset_fingerprint, teacher=True)
 
 
 def teacher_source(args, setting: DistillSetting, teacher: nn.Module | None, dataset_fingerprint: str) -> TeacherOutputs:

@@ -39,18 +39,13 @@ def main(argv=None):
     p.add_argument("--output", required=True)
     args = p.parse_args(argv)
     spec = args.spec
-    scores, meta = read_table(args.scores)
-    require_scores_of(args.scores, meta, spec["scorer"], spec["data"])
-    if scores_hash(scores) != meta.get("scores_hash"):
-        raise UserError(f"{args.scores} was changed after it was written: its scores hash to {scores_hash(scores)}, its "
-                        f"record says {meta.get('scores_hash')}; {REMAKE}")
+    scores, meta = read_scores(args.scores, spec["scorer"], spec["data"])
     index = scores["sample_index"].to_numpy()
     if not (np.diff(index) > 0).all():  # every scored sample once, in canonical order (held-out ones left out)
         raise UserError(f"{args.scores} is not in canonical sample order")
     cutoff = None
     if args.cutoff_scores is not None:
-        table, cutoff_meta = read_table(args.cutoff_scores)
-        require_scores_of(args.cutoff_scores, cutoff_meta, spec["params"].get("cutoff_scorer"), spec["data"])
+        table, cutoff_meta = read_scores(args.cutoff_scores, spec["params"].get("cutoff_scorer"), spec["data"])
         require_same_data(args.cutoff_scores, cutoff_meta["dataset_fingerprint"], meta["dataset_fingerprint"])
         if not np.array_equal(table["sample_index"].to_numpy(), index):
             raise UserError(f"{args.cutoff_scores} scores other samples than {args.scores}")
@@ -77,6 +72,18 @@ def main(argv=None):
         "scores_hash": meta["scores_hash"], "spec": spec, "config_hash": stable_hash(spec),
         "dataset": meta["dataset"], "dataset_fingerprint": meta["dataset_fingerprint"],
     })
+
+
+def read_scores(path: str, scorer: str, data: dict) -> tuple[pd.DataFrame, dict]:
+    """The score table at ``path``, refused in one line unless it is a score table, of ``scorer`` on
+    the data config ``data`` (the job reads no data, so the config stands for its fingerprint), with
+    the scores its record's ``scores_hash`` says."""
+    scores, meta = read_table(path, "score table", ("sample_index", "label", "score"))
+    require_scores_of(path, meta, scorer, data)
+    if scores_hash(scores) != meta.get("scores_hash"):
+        raise UserError(f"{path} was changed after it was written: its scores hash to {scores_hash(scores)}, its "
+                        f"record says {meta.get('scores_hash')}; {REMAKE}")
+    return scores, meta
 
 
 def require_scores_of(path: str, meta: dict, scorer: str, data: dict) -> None:

@@ -22,7 +22,7 @@ def main(argv=None):
     p.add_argument("--output", required=True)
     args = p.parse_args(argv)
     spec, data, device = setup(args)
-    teacher, _ = load_model(args.teacher, data.fingerprint)
+    teacher, _ = load_model(args.teacher, data.fingerprint, teacher=True)
     logits = augmented_view_logits(teacher, data, spec["view_seed"], spec["batch_size"], device)
     meta = {"stage": "teacher_view_std", "teacher": spec["teacher"], "view": "augmented",
             "view_seed": spec["view_seed"], "spec": spec, **data_meta(data)}

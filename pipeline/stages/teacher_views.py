@@ -22,7 +22,7 @@ def main(argv=None):
     p.add_argument("--output", required=True)
     args = p.parse_args(argv)
     spec, data, device = setup(args)
-    teacher, _ = load_model(args.teacher, data.fingerprint)
+    teacher, _ = load_model(args.teacher, data.fingerprint, teacher=True)
     views = compute_cached_views(teacher, data, spec["views"], spec["teacher"], spec["batch_size"], device)
     meta = {"stage": "teacher_views", "teacher": spec["teacher"], "views": spec["views"], "spec": spec, **data_meta(data)}
     save_cached_views(args.output, views, meta)

@@ -1,6 +1,8 @@
 """The tiny configuration end to end on a real SLURM, through the profile users get
-(`snakemake --profile slurm`), with only what a one-node test cluster needs overridden; and a
-training job signalled as at a time limit, resubmitted by the profile, resuming its saved state.
+(`snakemake --profile slurm`), with only what a one-node test cluster needs overridden (the one
+full run; its students packed into one cluster job per CPU); a training job signalled as at a time
+limit, resubmitted by the profile, resuming its saved state; and students packed into one cluster
+job, one of which fails, the others keeping their outputs.
 
 The cluster (tests/slurm/cluster-up.sh) is one node on localhost with fake GPUs, started for this
 module and stopped after it, by PID, whatever happens in between. Where SLURM is missing it is
@@ -126,8 +128,9 @@ def slurm_cluster():
 GPU_RULES = ("teachers", "pruned_teachers", "proxies", "scores", "students")
 
 
-def make_profile(target: Path, students_per_job: int) -> Path:
-    """slurm/config.yaml as a user gets it, with only what the one-node test cluster needs changed."""
+def make_profile(target: Path, students_per_job: int, selections_per_job: int | None = None) -> Path:
+    """slurm/config.yaml as a user gets it, with only what the one-node test cluster needs changed
+    (and the students packed `students_per_job` to a cluster job, as its comment says how)."""
     profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
     # the test cluster's partition; it has no accounting, so no account either
@@ -170,6 +173,9 @@ def make_profile(target: Path, students_per_job: int) -> Path:
     profile["groups"] = ["students=students"]
     profile["group-components"] = [c for c in profile.get("group-components", []) if not c.startswith("students=")]
     profile["group-components"].append(f"students={students_per_job}")
+    if selections_per_job is not None:  # the profile's selection=64 would put them all in one job
+        profile["group-components"] = [c if not c.startswith("selection=") else f"selection={selections_per_job}"
+                                       for c in profile["group-components"]]
     target.mkdir(parents=True)
     (target / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return target
@@ -201,9 +207,15 @@ def parse_tasks(path: Path) -> dict[str, dict[str, str]]:
     return tasks
 
 
+def students_in_slurm_log(work: Path, jobid: str) -> set[str]:
+    """The students a SLURM job's Snakemake ran (by wildcards), from the job's log."""
+    log = next((work / ".snakemake" / "slurm_logs").rglob(f"{jobid}.log")).read_text()
+    return set(re.findall(r"^\s*wildcards: (scorer=.*seed=\d+)$", log, re.M))
+
+
 # The SLURM jobs, by log folder: one per job of a rule; a group job per bundle: the 12 selection
-# jobs, 10 subsets and 2 random draws (group-components: selection=64 in slurm/config.yaml), and the
-# 36 students (the test's profile)
+# jobs, 10 subsets and 2 random draws (the profile's group-components: selection=64 would make one
+# job of them; here one bundle per CPU, as for the students), and the 36 students (the test's profile)
 SINGLE_JOBS = {"rule_teachers": 1, "rule_proxies": 2, "rule_scores": 9, "rule_scores_summary": 1, "rule_galleries": 1,
                "rule_aggregate": 1}
 GROUP_MEMBERS = {"group_selection_drawn_subsets_subsets": 12, "group_students_students": 36}
@@ -215,8 +227,12 @@ CPU_JOBS = {"rule_scores_summary", "group_selection_drawn_subsets_subsets", "rul
 @pytest.mark.skipif(not FASHION_MNIST.exists(),
                     reason="needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
 def test_tiny_configuration_through_the_slurm_profile(slurm_cluster, tmp_path):
-    students_per_job = -(-GROUP_MEMBERS["group_students_students"] // slurm_cluster["cpus"])  # a bundle per CPU
-    profile = make_profile(tmp_path / "profile", students_per_job)
+    # a bundle per CPU: the members of a bundle run one after another (each an srun step with its own
+    # Snakemake, 6 to 10 s here), so one bundle of the 12 selection jobs would hold up the students
+    # for about 100 s on this machine; two side by side take half that
+    students_per_job = -(-GROUP_MEMBERS["group_students_students"] // slurm_cluster["cpus"])
+    selections_per_job = -(-GROUP_MEMBERS["group_selection_drawn_subsets_subsets"] // slurm_cluster["cpus"])
+    profile = make_profile(tmp_path / "profile", students_per_job, selections_per_job)
     config = tiny_config(tmp_path / "tiny.yaml")
     work = tmp_path / "work"
     work.mkdir()
@@ -255,7 +271,8 @@ def test_tiny_configuration_through_the_slurm_profile(slurm_cluster, tmp_path):
         by_rule.setdefault(folder, []).append(jobid)
     counts = {rule: len(ids) for rule, ids in by_rule.items()}
     student_jobs = -(-GROUP_MEMBERS["group_students_students"] // students_per_job)
-    assert counts == {**SINGLE_JOBS, "group_selection_drawn_subsets_subsets": 1,
+    selection_jobs = -(-GROUP_MEMBERS["group_selection_drawn_subsets_subsets"] // selections_per_job)
+    assert counts == {**SINGLE_JOBS, "group_selection_drawn_subsets_subsets": selection_jobs,
                       "group_students_students": student_jobs}, counts
     # ... each completed on the test cluster's node and partition, under this run's job name ...
     jobcomp = parse_jobcomp(slurm_cluster["log"] / "jobcomp.txt")
@@ -283,9 +300,34 @@ def test_tiny_configuration_through_the_slurm_profile(slurm_cluster, tmp_path):
                 assert set(tasks[jobid]["batch"].split(",")) <= gpu_ids, (rule, jobid, tasks[jobid])
         # one job step per job of a rule: each group job ran its members, one srun step each
         assert steps == GROUP_MEMBERS.get(rule, len(jobids)), (rule, steps)
+    # the students, packed: each bundle's SLURM log names the students that ran in it, as many as
+    # its job steps, each student in one bundle only, and each wrote its own log
+    packed = {jobid: students_in_slurm_log(work, jobid) for jobid in by_rule["group_students_students"]}
+    assert all(len(names) == len(tasks[jobid]) - 1 for jobid, names in packed.items()), packed
+    assert sum(len(names) for names in packed.values()) == len(set().union(*packed.values())) == 36
+    assert len(list((work / "logs" / "tiny" / "students").rglob("*.log"))) == 36
     # the teacher's SLURM log is the job's own Snakemake, which ran the teacher rule
     teacher_log = next((work / ".snakemake" / "slurm_logs" / "rule_teachers").rglob(f"{by_rule['rule_teachers'][0]}.log"))
     assert "rule teachers:" in teacher_log.read_text()
+
+
+def snakemake_command(profile: Path, configfile: Path, work: Path, *targets: str, limit: int = RUN_LIMIT_S):
+    """`snakemake --profile` on the test cluster (killed with SIGKILL past `limit` s) and its environment."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(REPO)}
+    command = ["timeout", "-s", "KILL", str(limit), sys.executable, "-m", "snakemake",
+               "--profile", str(profile), "--configfile", str(configfile), "--directory", str(work),
+               "-s", str(REPO / "workflow" / "Snakefile"), *targets]
+    return command, env
+
+
+def wait_for(condition, run: subprocess.Popen, log: Path, timeout: float = 300):
+    """Polls `condition` (a callable) until it returns something true, while Snakemake runs."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.1)
+    return found
 
 
 @pytest.mark.slow
@@ -294,41 +336,130 @@ def test_tiny_configuration_through_the_slurm_profile(slurm_cluster, tmp_path):
 def test_a_job_signalled_like_at_its_time_limit_is_resubmitted_and_resumes(slurm_cluster, tmp_path):
     """A teacher job gets SIGTERM from SLURM mid-training (what a time limit or a preemption sends
     before the kill): it saves its state and fails; the profile's retries resubmit it, and the new
-    job continues from the saved state to the end."""
+    job continues from the saved state to the end. Only the teacher runs (`--until teachers`), and
+    its files are found by globbing, wherever the workflow keeps a teacher."""
     profile = make_profile(tmp_path / "profile", students_per_job=1)
     config = yaml.safe_load((REPO / "tests" / "configs" / "reruns.yaml").read_text())
-    epochs = 30  # about 15 s of training: the signal comes during the second epoch, long before the end
+    # 0.5 to 1 s an epoch here: the signal comes as soon as the first epoch's state is on disk,
+    # seconds before the end (a SIGTERM takes effect after the current step); the resubmitted job
+    # then ends within the plugin's third status check (45 s after it is submitted)
+    epochs = 6
     # device: cpu with the profile's GPU (device: auto would, rightly, stop on the fake GPU)
     config.update(experiment="preempt", device="cpu", data={"dataset": "fashion_mnist", "train_limit": 6000, "test_limit": 200})
     config["teachers"]["t4"]["train"]["epochs"] = epochs
     (tmp_path / "preempt.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     work = tmp_path / "work"
     work.mkdir()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(REPO)}
-    command = ["timeout", "-s", "KILL", "600", sys.executable, "-m", "snakemake",
-               "--profile", str(profile), "--configfile", str(tmp_path / "preempt.yaml"), "--directory", str(work),
-               "-s", str(REPO / "workflow" / "Snakefile"), "results/preempt/teachers/t4/model.pt"]
-    with open(tmp_path / "snakemake.log", "w") as out:
+    command, env = snakemake_command(profile, tmp_path / "preempt.yaml", work, "--until", "teachers", limit=600)
+    log_path = tmp_path / "snakemake.log"
+    with open(log_path, "w") as out:
         run = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
-        saved = work / "results" / "preempt" / "teachers" / "t4" / "resume" / "fit.pt"
-        deadline = time.monotonic() + 300
-        while not saved.exists():  # the job has trained an epoch and saved its state
-            assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "snakemake.log").read_text()[-3000:]
-            time.sleep(0.2)
+        # the job has trained an epoch and saved its state
+        saved = wait_for(lambda: next(work.glob("results/**/resume/fit.pt"), None), run, log_path)
         first = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30).stdout.split()
         assert len(first) == 1, first
         subprocess.run(["scancel", "--signal=TERM", first[0]], check=True, timeout=30)
         returncode = run.wait(timeout=600)
-    output = (tmp_path / "snakemake.log").read_text()
+    output = log_path.read_text()
     assert returncode == 0, output[-5000:]
 
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", output)
     assert len(submitted) == 2 and submitted[0] == first[0], submitted  # the job, then its resubmission
     jobcomp = parse_jobcomp(slurm_cluster["log"] / "jobcomp.txt")
     assert jobcomp[submitted[0]]["JobState"] == "FAILED" and jobcomp[submitted[1]]["JobState"] == "COMPLETED"
-    log = (work / "logs" / "preempt" / "teachers" / "t4.log").read_text()  # the second job's
-    assert "resume: continuing from" in log
-    history = pd.read_parquet(work / "results" / "preempt" / "teachers" / "t4" / "epochs.parquet")
+    # the teacher's log (the second job's) says it resumed
+    assert [log for log in work.glob("logs/**/*.log") if "resume: continuing from" in log.read_text()]
+    (epochs_table,) = work.glob("results/**/epochs.parquet")
+    assert saved.parent.parent == epochs_table.parent  # the saved state was the teacher's
+    history = pd.read_parquet(epochs_table)
     assert history["epoch"].tolist() == list(range(1, epochs + 1))
     assert not saved.parent.exists()  # the finished job removed its saved state
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION_MNIST.exists(),
+                    reason="needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
+def test_students_packed_into_one_job_and_a_failed_one_loses_nothing_of_the_others(slurm_cluster, tmp_path):
+    """Three students packed into one SLURM job as slurm/config.yaml's comment says how (a job
+    group with keep-incomplete), one of which fails (its subset damaged after the pack started):
+    the students ran in the one allocation, an srun step each, each wrote its own outputs and log,
+    and those that finished keep their outputs (without keep-incomplete, Snakemake deletes the
+    outputs of every member of a failed group job). Members after the failed one in the pack's
+    order do not run in that job (the job's Snakemake stops at a failure): their outputs are the
+    next run's. Labels-only students on random draws: no teacher, proxies or scorers to wait for."""
+    seeds = [0, 1, 2]
+    profile = make_profile(tmp_path / "profile", students_per_job=len(seeds))
+    settings = yaml.safe_load((profile / "config.yaml").read_text())
+    settings["keep-incomplete"] = True  # what the profile's comment on packing students says to add
+    settings["retries"] = 0  # a damaged input fails again: a resubmission would only rerun the pack
+    # stop at the failure, which Snakemake then says (below) once it has dealt with the failed job
+    settings["keep-going"] = False
+    (profile / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    config = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
+    config.update(experiment="pack", scorers={"random": {}}, distillation={"labels": {"loss": "ce"}},
+                  selection={"keep_fractions": [0.1], "selectors": {"hardest": ["random"]}})
+    config["student"]["seeds"] = seeds
+    (tmp_path / "pack.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    work = tmp_path / "work"
+    work.mkdir()
+    command, env = snakemake_command(profile, tmp_path / "pack.yaml", work, "--until", "students", limit=600)
+    # the random draws first, here (seconds); then only the students go to SLURM
+    drawn = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(tmp_path / "pack.yaml"),
+                            "--directory", str(work), "-s", str(REPO / "workflow" / "Snakefile"), "--until", "drawn_subsets"],
+                           env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert drawn.returncode == 0, (drawn.stdout + drawn.stderr)[-3000:]
+    students = work / "results" / "pack" / "students" / "random" / "hardest" / "keep0.1" / "labels"
+    logs = work / "logs" / "pack" / "students" / "random" / "hardest" / "keep0.1" / "labels"
+    subsets = work / "results" / "pack" / "subsets" / "random" / "hardest" / "keep0.1"
+    assert sorted(p.name for p in subsets.glob("*.parquet")) == [f"draw{s}.parquet" for s in seeds]
+
+    log_path = tmp_path / "snakemake.log"
+    with open(log_path, "w") as out:
+        run = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+                               start_new_session=True)
+        try:
+            # a student of the pack has finished; one that has not started yet gets a damaged subset
+            # (a student's log appears when its command starts, seconds after the previous one ended)
+            wait_for(lambda: any(students.glob("seed*/run.parquet")), run, log_path)
+            failed = next(s for s in reversed(seeds) if not (logs / f"seed{s}.log").exists())
+            damaged = subsets / f"draw{failed}.parquet"
+            damaged.write_bytes(damaged.read_bytes()[:100])
+            # Snakemake has handled the failed pack (and would have deleted outputs) when it says it
+            # shuts down; it then sleeps out the plugin's status-check interval (tens of seconds,
+            # grown while the pack ran) before it exits, so it is stopped here
+            wait_for(lambda: "Shutting down" in log_path.read_text(), run, log_path, timeout=600)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, 9)
+            run.wait(timeout=60)
+    output = log_path.read_text()
+
+    # one SLURM job for the pack, failed ...
+    submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)\.$", output, re.M)
+    assert len(submitted) == 1 and "group_students_students" in submitted[0][1], submitted
+    jobid = submitted[0][0]
+    assert parse_jobcomp(slurm_cluster["log"] / "jobcomp.txt")[jobid]["JobState"] == "FAILED"
+    # ... in which every student that started ran, one srun step each
+    started = [s for s in seeds if (logs / f"seed{s}.log").exists()]
+    steps = parse_tasks(slurm_cluster["log"] / "tasks.log")[jobid]
+    assert sorted(steps) == sorted(["batch", *map(str, range(len(started)))]), steps
+    assert students_in_slurm_log(work, jobid) == {
+        f"scorer=random, selector=hardest, keep=0.1, distill=labels, seed={s}" for s in started}
+    # the failed student: its log says why, and it left no outputs
+    assert failed in started
+    assert str(damaged.relative_to(work)) in (logs / f"seed{failed}.log").read_text()
+    assert not any((students / f"seed{failed}" / name).exists()
+                   for name in ["run.parquet", "epochs.parquet", "per_class.parquet", "model.pt"])
+    # the others that ran finished and keep their own outputs, none removed with the failed job's
+    finished = [s for s in started if s != failed]
+    assert finished
+    for s in finished:
+        assert "final test accuracy" in (logs / f"seed{s}.log").read_text()
+        assert len(pd.read_parquet(students / f"seed{s}" / "run.parquet")) == 1
+        assert not pd.read_parquet(students / f"seed{s}" / "epochs.parquet").empty
+        assert not pd.read_parquet(students / f"seed{s}" / "per_class.parquet").empty
+        assert (students / f"seed{s}" / "model.pt").stat().st_size > 0
+    assert "Removing output files of failed job" not in output
+    # the pack's members after the failed one did not run in this job
+    for s in set(seeds) - set(started):
+        assert not (students / f"seed{s}" / "run.parquet").exists()

@@ -25,7 +25,7 @@ from pipeline.errors import UserError
 from pipeline.jobs import Experiment, Job
 
 # The wildcard columns of costs.parquet, in the order they are shown.
-WILDCARDS = ["teacher", "pruned", "viewed", "views", "view_seed", "run", "scorer", "selector", "keep", "draw",
+WILDCARDS = ["dataset", "teacher", "pruned", "views", "view_std", "proxy", "scores", "scorer", "selector", "keep", "draw",
              "distill", "seed"]
 
 
@@ -41,15 +41,19 @@ def read_benchmark(path: str | Path) -> dict[str, float]:
 
 
 def job_costs(experiment: Experiment, benchmarks: dict[Job, str | Path], devices: dict[Job, str]) -> pd.DataFrame:
-    """One row per job: rule, place, its wildcards, device (where its outputs record one, else
-    "cpu" for the jobs that read tables), wall and CPU seconds, peak memory and FLOPs."""
+    """One row per job: rule, place, what the config calls a shared job (``config_name``: the
+    teacher's or scorer's name, the proxy's run; empty for the experiment's own jobs), its
+    wildcards, device (where its outputs record one, else "cpu" for the jobs that read tables), wall
+    and CPU seconds, peak memory and FLOPs."""
     rows = []
     for job, path in benchmarks.items():
         wildcards = dict(job.wildcards)
-        rows.append({"rule": job.rule, "place": job.place, **{w: wildcards.get(w) for w in WILDCARDS},
+        name = experiment.config_name(job) if job.shared else None
+        rows.append({"rule": job.rule, "place": job.place, "config_name": None if name is None else str(name),
+                     **{w: wildcards.get(w) for w in WILDCARDS},
                      "device": devices.get(job, "cpu" if experiment.flops(job) == 0 else None),
                      **read_benchmark(path), "flops": float(experiment.flops(job))})
-    return pd.DataFrame(rows).astype({w: "string" for w in WILDCARDS} | {"device": "string"})
+    return pd.DataFrame(rows).astype({w: "string" for w in ["config_name", *WILDCARDS, "device"]})
 
 
 def add_costs(summary: pd.DataFrame, costs: pd.DataFrame, experiment: Experiment, jobs: list[Job]) -> pd.DataFrame:

@@ -1,14 +1,16 @@
 """An experiment's jobs as data, from its validated config: each job's rule and wildcards, its place
-(where its outputs, log and benchmark live), the jobs whose outputs it reads, and the FLOPs it
-computes by the cost model.
+(where its outputs, log and benchmark live), the jobs whose outputs it reads, the spec of the jobs
+experiments share, and the FLOPs each computes by the cost model.
 
-The workflow takes its paths (``PLACES``), selections and keep fractions from here and sizes its
-cluster jobs by ``Experiment.flops``; the aggregate stage uses ``upstream`` and ``flops`` to say what
-each result cost from nothing (``pipeline.costs``). ``tests/test_jobs.py`` checks ``upstream``
-against the jobs Snakemake plans for a student, so the two cannot drift apart.
+The workflow takes its paths (``PLACES``), shared jobs' specs, selections and keep fractions from
+here and sizes its cluster jobs by ``Experiment.flops``; the aggregate stage uses ``upstream`` and
+``flops`` to say what each result cost from nothing (``pipeline.costs``). ``tests/test_jobs.py``
+checks ``upstream`` against the jobs Snakemake plans for a student, so the two cannot drift apart.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,18 +22,31 @@ from pipeline.scorers import build_scorer
 from pipeline.selectors import draws_at_random
 from pipeline.train import TrainConfig, planned_epochs
 
-# Each rule's place below the experiment's folders: its outputs are under results/<experiment>/<place>/
-# (or are <place>.parquet), its log logs/<experiment>/<place>.log and its benchmark (wall time,
-# memory) results/<experiment>/benchmarks/<place>.tsv.
+# Each rule's place below its folders: its outputs are under results/<folder>/<place>/ (or are
+# <place>.parquet), its log logs/<folder>/<place>.log and its benchmark (wall time, memory)
+# results/<folder>/benchmarks/<place>.tsv. The folder is the experiment's name, or SHARED for the
+# jobs whose outputs depend only on their spec (SHARED_RULES): each of those is named
+# <label>-<key>, the key a hash of its spec (which holds its upstream jobs' names, not the
+# experiment's), so that every experiment whose spec is equal reuses it and a changed spec makes a
+# new one beside it.
+SHARED = "shared"
+SHARED_RULES = ("datasets", "teachers", "pruned_teachers", "teacher_views", "teacher_view_std", "proxies", "scores")
+# The rules whose jobs load the dataset: with data.download, each waits for the one job that
+# downloads it (rule datasets) instead of a dozen downloading at once on compute nodes.
+LOADS_DATA = ("teachers", "pruned_teachers", "teacher_views", "teacher_view_std", "proxies", "scores", "students",
+              "galleries")
 PLACES = {
+    # (its output is datasets/<name>.json: where the files are, once downloaded)
+    "datasets": "datasets/{dataset}",
     "teachers": "teachers/{teacher}",
     "pruned_teachers": "teachers/{pruned}",
-    # (its output is teachers/<name>/views<K>.pt)
-    "teacher_views": "teachers/{viewed}_views{views}",
-    # (its output is teachers/<name>/class_logit_std_view<seed>.parquet)
-    "teacher_view_std": "teachers/{viewed}_class_logit_std_view{view_seed}",
-    "proxies": "proxies/run{run}",
-    "scores": "scores/{scorer}",
+    # (its output is teacher_views/<name>.pt)
+    "teacher_views": "teacher_views/{views}",
+    # (its output is teacher_view_std/<name>.parquet)
+    "teacher_view_std": "teacher_view_std/{view_std}",
+    "proxies": "proxies/{proxy}",
+    # (its output is scores/<name>.parquet)
+    "scores": "scores/{scores}",
     # (its outputs are scores_summary.parquet and two plots)
     "scores_summary": "scores/summary",
     "subsets": "subsets/{scorer}/{selector}/keep{keep}",
@@ -59,6 +74,24 @@ class Job:
     def __getitem__(self, name: str) -> str:
         return dict(self.wildcards)[name]
 
+    @property
+    def shared(self) -> bool:
+        return self.rule in SHARED_RULES
+
+    @property
+    def name(self) -> str:
+        """A shared job's name (its one wildcard): <label>-<key>."""
+        (_, value), = self.wildcards
+        return value
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def without(section: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if k not in keys}
+
 
 def keep_label(fraction: float) -> str:
     """A keep fraction as its paths and wildcards write it."""
@@ -80,16 +113,115 @@ class Experiment:
                       and (build_scorer(scorer, config["scorers"][scorer]).draws_at_random or draws_at_random(selector))}
         self.size = DATASET_SIZES.get(config["data"]["dataset"])
         self.n_train = min(self.size.train, config["data"].get("train_limit") or self.size.train)
+        # each shared job's spec, the jobs it reads, and what the config calls it
+        self._specs: dict[Job, dict[str, Any]] = {}
+        self._reads: dict[Job, list[Job]] = {}
+        self._names: dict[Job, Any] = {}
+        self._jobs: dict[tuple[str, Any], Job] = {}
+        data = config["data"]
+        # the job that downloads the dataset (data.download), which every job loading it reads
+        self.download = self._shared("datasets", data["dataset"], data["dataset"],
+                                     {"dataset": data["dataset"], "root": data["root"]}, []) if data["download"] else None
+        for name in [*config["teachers"], *config["pruned_teachers"]]:
+            self.teacher(name)
+        for run in range(config["proxies"]["runs"]):
+            self.proxy(run)
+        for scorer in config["scorers"]:
+            self.scores(scorer)
+        for setting in self.settings.values():
+            if setting.teacher is not None and setting.cached_views:
+                self.teacher_views(setting.teacher, setting.cached_views)
+            if setting.teacher is not None and setting.reshape_view_seed is not None:
+                self.teacher_view_std(setting.teacher, setting.reshape_view_seed)
 
-    # The jobs
+    def folder(self, job: Job) -> str:
+        """The folder below results/ and logs/ that holds ``job``'s files."""
+        return SHARED if job.shared else self.config["experiment"]
+
+    def benchmark(self, job: Job) -> str:
+        return f"results/{self.folder(job)}/benchmarks/{job.place}.tsv"
+
+    # The shared jobs: teachers, their cached outputs, proxies and scores
+
+    def _shared(self, rule: str, config_name: Any, label: str, spec: dict[str, Any], reads: list[Job]) -> Job:
+        wildcard = PLACES[rule].split("{")[1].rstrip("}")
+        job = Job.of(rule, **{wildcard: f"{label}-{spec_key(spec)}"})
+        self._specs[job], self._reads[job], self._names[job] = spec, reads, config_name
+        self._jobs[rule, config_name] = job
+        return job
+
+    def _common(self) -> dict[str, Any]:
+        """What every shared job's spec holds: the data (without ``download``: the datasets job
+        alone downloads, so an experiment that allows it shares with one that does not) and device."""
+        return {"data": without(self.config["data"], "download"), "device": self.config["device"]}
 
     def teacher(self, name: str) -> Job:
-        if name in self.config["pruned_teachers"]:
-            return Job.of("pruned_teachers", pruned=name)
-        return Job.of("teachers", teacher=name)
+        """Teacher ``name`` of the config: a trained one (rule teachers) or a pruned one."""
+        config = self.config
+        rule = "pruned_teachers" if name in config["pruned_teachers"] else "teachers"
+        if (rule, name) in self._jobs:
+            return self._jobs[rule, name]
+        if rule == "teachers":
+            entry = without(config["teachers"][name], "threads")
+            return self._shared(rule, name, entry["model"], {**self._common(), "name": entry["model"], "teacher": entry}, [])
+        pruning = without(config["pruned_teachers"][name], "threads")
+        parent = self.teacher(pruning["teacher"])
+        label = f"{base_teacher(config, name)['model']}-pruned"
+        spec = {**self._common(), "name": label, "pruning": {**pruning, "teacher": parent.name}}
+        return self._shared(rule, name, label, spec, [parent])
+
+    def teacher_views(self, name: str, views: int) -> Job:
+        """Teacher ``name``'s logits on ``views`` fixed augmented views of every training sample."""
+        if ("teacher_views", (name, views)) in self._jobs:
+            return self._jobs["teacher_views", (name, views)]
+        teacher = self.teacher(name)
+        spec = {**self._common(), "teacher": teacher.name, "views": views, "batch_size": self.config["scoring"]["batch_size"]}
+        return self._shared("teacher_views", (name, views), f"{teacher.name.rsplit('-', 1)[0]}-views{views}", spec, [teacher])
+
+    def teacher_view_std(self, name: str, view_seed: int) -> Job:
+        """Teacher ``name``'s class-wise logit std on the augmented pass of ``view_seed``."""
+        if ("teacher_view_std", (name, view_seed)) in self._jobs:
+            return self._jobs["teacher_view_std", (name, view_seed)]
+        teacher = self.teacher(name)
+        spec = {**self._common(), "teacher": teacher.name, "view_seed": view_seed,
+                "batch_size": self.config["scoring"]["batch_size"]}
+        label = f"{teacher.name.rsplit('-', 1)[0]}-view{view_seed}-class-std"
+        return self._shared("teacher_view_std", (name, view_seed), label, spec, [teacher])
+
+    def proxy(self, run: int) -> Job:
+        """Proxy run ``run`` (seeded proxies.seed + run)."""
+        if ("proxies", run) in self._jobs:
+            return self._jobs["proxies", run]
+        proxies = self.config["proxies"]
+        entry = {**without(proxies, "runs", "threads", "seed"), "seed": proxies["seed"] + run}
+        label = f"proxy-{entry['model']}"
+        return self._shared("proxies", run, label, {**self._common(), "name": label, "teacher": entry}, [])
 
     def scores(self, scorer: str) -> Job:
-        return Job.of("scores", scorer=scorer)
+        """Scorer ``scorer``'s scores, with the teacher or proxies its spec names."""
+        if ("scores", scorer) in self._jobs:
+            return self._jobs["scores", scorer]
+        config = self.config
+        scoring, needs = config["scoring"], build_scorer(scorer, config["scorers"][scorer]).needs
+        reads = [self.teacher(scoring["teacher"])] if needs - {"proxies"} else []
+        if "proxies" in needs:
+            reads += [self.proxy(run) for run in range(config["proxies"]["runs"])]
+        spec = {**self._common(), "scorer": scorer, "params": config["scorers"][scorer], "seed": scoring["seed"],
+                "batch_size": scoring["batch_size"], "reads": [job.name for job in reads]}
+        return self._shared("scores", scorer, scorer, spec, reads)
+
+    def shared(self, rule: str) -> list[Job]:
+        """The config's jobs of a shared rule (some may be in no experiment's DAG)."""
+        return [job for job in self._specs if job.rule == rule]
+
+    def spec(self, job: Job) -> dict[str, Any]:
+        """A shared job's spec: its slice of the config, the jobs it reads by their names."""
+        return self._specs[job]
+
+    def config_name(self, job: Job) -> Any:
+        """What the config calls a shared job: the teacher's or scorer's name, the proxy's run,
+        (teacher, views) or (teacher, view seed)."""
+        return self._names[job]
 
     def subset(self, scorer: str, selector: str, keep: str, seed: int | str) -> Job:
         """The subset a student of ``seed`` trains on: its own draw for a drawn selection."""
@@ -113,17 +245,13 @@ class Experiment:
 
     def reads(self, job: Job) -> list[Job]:
         """The jobs whose outputs ``job`` reads."""
+        jobs = self._reads_besides_data(job)
+        return [self.download, *jobs] if self.download and job.rule in LOADS_DATA else jobs
+
+    def _reads_besides_data(self, job: Job) -> list[Job]:
         config = self.config
-        if job.rule == "pruned_teachers":
-            return [self.teacher(config["pruned_teachers"][job["pruned"]]["teacher"])]
-        if job.rule in ("teacher_views", "teacher_view_std"):
-            return [self.teacher(job["viewed"])]
-        if job.rule == "scores":
-            needs = build_scorer(job["scorer"], config["scorers"][job["scorer"]]).needs
-            jobs = [self.teacher(config["scoring"]["teacher"])] if needs - {"proxies"} else []
-            if "proxies" in needs:
-                jobs += [Job.of("proxies", run=run) for run in range(config["proxies"]["runs"])]
-            return jobs
+        if job.shared:
+            return self._reads[job]
         if job.rule in ("subsets", "drawn_subsets"):
             cutoff = config["selection"]["selectors"][job["selector"]]["params"].get("cutoff_scorer")
             return [self.scores(job["scorer"])] + ([self.scores(cutoff)] if cutoff else [])
@@ -133,9 +261,9 @@ class Experiment:
             if setting.teacher is not None:
                 jobs.append(self.teacher(setting.teacher))
                 if setting.cached_views:
-                    jobs.append(Job.of("teacher_views", viewed=setting.teacher, views=setting.cached_views))
+                    jobs.append(self.teacher_views(setting.teacher, setting.cached_views))
                 if setting.reshape_view_seed is not None:
-                    jobs.append(Job.of("teacher_view_std", viewed=setting.teacher, view_seed=setting.reshape_view_seed))
+                    jobs.append(self.teacher_view_std(setting.teacher, setting.reshape_view_seed))
             return jobs
         if job.rule == "scores_summary":
             return [self.scores(scorer) for scorer in config["scorers"]]
@@ -146,7 +274,7 @@ class Experiment:
                 for scorer, selector in self.selections]
         if job.rule == "aggregate":
             return self.students()
-        return []  # teachers and proxies train from the data alone
+        return []
 
     def upstream(self, job: Job) -> list[Job]:
         """Every job ``job`` needs, directly or through others (itself not included), each once."""
@@ -177,14 +305,18 @@ class Experiment:
     def flops(self, job: Job) -> float:
         """The FLOPs ``job`` computes: forward and backward (3x forward) of what it trains, times the
         images it trains on, plus the teacher's forward when a student distils online; the forward
-        passes of inference jobs; 0 for the jobs that read tables."""
+        passes of inference jobs (a teacher loaded from a checkpoint is one); 0 for the jobs that
+        read tables."""
         config, n = self.config, self.n_train
+        name = self._names.get(job)
         if job.rule == "teachers":
-            entry = config["teachers"][job["teacher"]]
+            entry = config["teachers"][name]
+            if "checkpoint" in entry:  # loaded, not trained: its logits on the training set
+                return self.forward_flops(entry) * n
             return 3 * self.forward_flops(entry) * images_trained(entry["train"], n)
         if job.rule == "pruned_teachers":
-            pruning = config["pruned_teachers"][job["pruned"]]
-            base = base_teacher(config, job["pruned"])
+            pruning = config["pruned_teachers"][name]
+            base = base_teacher(config, name)
             return pruning["rounds"] * 3 * self.forward_flops(base) * images_trained(pruning["train"], n)
         if job.rule == "proxies":
             proxies = config["proxies"]
@@ -193,15 +325,16 @@ class Experiment:
                 train = {**train, "stop_after": max(proxies["score_epochs"])}
             return 3 * self.forward_flops(proxies) * images_trained(train, n)
         if job.rule == "scores":  # a forward pass (GraNd: a backward too) with each model it reads
-            needs = build_scorer(job["scorer"], config["scorers"][job["scorer"]]).needs
+            needs = build_scorer(name, config["scorers"][name]).needs
             models = [config["proxies"]] * config["proxies"]["runs"] if "proxies" in needs else []
             if "teacher" in needs:
                 models.append(base_teacher(config, config["scoring"]["teacher"]))
             return sum(3 * self.forward_flops(m) * n for m in models)
         if job.rule == "teacher_views":
-            return int(job["views"]) * self.forward_flops(base_teacher(config, job["viewed"])) * n
+            teacher, views = name
+            return views * self.forward_flops(base_teacher(config, teacher)) * n
         if job.rule == "teacher_view_std":
-            return self.forward_flops(base_teacher(config, job["viewed"])) * n
+            return self.forward_flops(base_teacher(config, name[0])) * n
         if job.rule == "students":
             return self.student_flops(job["distill"], round(self.keeps[job["keep"]] * n))
         return 0.0

@@ -5,6 +5,10 @@ table gives their number per rule and the GPU-hours the cluster resources' FLOP 
 (``workflow/rules/resources.smk``: model FLOPs x images trained, at an assumed 2 TFLOP/s). Each job's
 runtime limit there is 15 minutes + twice that estimate, so the estimate is read back from the
 limits as (runtime - 15) / 2 minutes per job and GPU: the same model, to within half a minute a job.
+
+With several configs, a last row plans them run together: a job whose outputs another config's
+job makes too (a teacher, its cached outputs, proxies or scores of the same spec, kept in
+``results/shared/``) counts once.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from pipeline.errors import UserError
 SNAKEFILE = Path(__file__).resolve().parent.parent / "workflow" / "Snakefile"
 JOB = re.compile(r"^\s*(?:local)?rule (\w+):$")
 RESOURCES = re.compile(r"^\s*resources: (.*)$")
+OUTPUT = re.compile(r"^\s*output: (.*)$")
 
 
 def dry_run(config: str) -> str:
@@ -33,12 +38,19 @@ def dry_run(config: str) -> str:
 
 def jobs(output: str) -> list[tuple[str, dict[str, str]]]:
     """(rule, resources) of every job a dry run lists, the target rule ``all`` left out."""
-    found, rule = [], None
+    return [(rule, resources) for rule, resources, _ in jobs_with_outputs(output)]
+
+
+def jobs_with_outputs(output: str) -> list[tuple[str, dict[str, str], str]]:
+    """(rule, resources, its outputs as listed) of every job a dry run lists but ``all``."""
+    found, rule, outputs = [], None, ""
     for line in output.splitlines():
         if m := JOB.match(line):
-            rule = m[1]
+            rule, outputs = m[1], ""
+        elif (m := OUTPUT.match(line)) and rule is not None:
+            outputs = m[1]
         elif (m := RESOURCES.match(line)) and rule not in (None, "all"):
-            found.append((rule, dict(item.split("=", 1) for item in m[1].split(", "))))
+            found.append((rule, dict(item.split("=", 1) for item in m[1].split(", ")), outputs))
             rule = None
     return found
 
@@ -49,11 +61,16 @@ def gpu_hours(planned: list[tuple[str, dict[str, str]]]) -> float:
     return minutes / 60
 
 
-def row(config: str) -> str:
-    planned = jobs(dry_run(config))
+def row(name: str, planned: list[tuple[str, dict[str, str]]]) -> str:
     counts = Counter(rule for rule, _ in planned)
     per_rule = ", ".join(f"{n} {rule}" for rule, n in sorted(counts.items()))
-    return f"| `{config}` | {len(planned)} ({per_rule}) | {gpu_hours(planned):,.0f} |"
+    return f"| {name} | {len(planned)} ({per_rule}) | {gpu_hours(planned):,.0f} |"
+
+
+def together(plans: list[list[tuple[str, dict[str, str], str]]]) -> list[tuple[str, dict[str, str]]]:
+    """The jobs of several plans run together: each set of outputs once."""
+    unique = {outputs: (rule, resources) for planned in plans for rule, resources, outputs in planned}
+    return list(unique.values())
 
 
 @stage
@@ -62,8 +79,12 @@ def main(argv=None):
     p.add_argument("configs", nargs="+", help="experiment configs")
     args = p.parse_args(argv)
     print("| config | jobs | estimated GPU-hours |\n|---|---|---|")
+    plans = []
     for config in args.configs:
-        print(row(config), flush=True)
+        plans.append(jobs_with_outputs(dry_run(config)))
+        print(row(f"`{config}`", [(rule, resources) for rule, resources, _ in plans[-1]]), flush=True)
+    if len(plans) > 1:
+        print(row(f"all {len(plans)} together (shared jobs once)", together(plans)))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 
 Every function takes the folder ``results/<experiment>`` and returns one DataFrame with the
 documented columns below (pandas dtypes; ``str`` is pandas' string dtype, ``Int64`` an integer
-that may be missing). Each table is also one plain ``pd.read_parquet`` call away: ``scores/`` and
-``subsets/`` hold one file per job whose keys are columns of the file itself (the folders are not
+that may be missing). Each table is also one plain ``pd.read_parquet`` call away: ``subsets/``
+holds one file per job whose keys are columns of the file itself (the folders are not
 ``key=value`` partitions: pyarrow would read such keys back as categorical strings, and refuses a
 partition that repeats a column of the files), and the aggregate stage gathers the students'
-per-job tables into ``summary.parquet`` and ``epochs.parquet``.
+per-job tables into ``summary.parquet`` and ``epochs.parquet``. The teachers and scores an
+experiment used live in ``results/shared/`` (``pipeline.jobs``), shared with every experiment of
+the same spec; ``scores`` and ``teacher_epochs`` find the experiment's own there from the config
+the aggregate recorded (``shared_files``).
 
 Every file carries its provenance (the job's config, code version, dataset fingerprint):
 ``provenance(path)``.
@@ -23,6 +26,7 @@ import pandas as pd
 
 from pipeline.comparisons import gain_table
 from pipeline.io import read_meta
+from pipeline.jobs import SHARED, Experiment
 
 # What tells one student run from another: the subset (scorer, selector, keep fraction), the
 # distillation setting and the seed.
@@ -85,7 +89,8 @@ def epochs(results: str | Path) -> pd.DataFrame:
 
 def scores(results: str | Path) -> pd.DataFrame:
     """One row per scorer and training sample (``SCORES``): higher = harder."""
-    return _typed(pd.read_parquet(Path(results) / "scores"), SCORES)
+    files = shared_files(results, "scores", "{place}.parquet")
+    return _typed(pd.concat([pd.read_parquet(path) for path in files.values()], ignore_index=True), SCORES)
 
 
 def subsets(results: str | Path) -> pd.DataFrame:
@@ -105,9 +110,18 @@ def scores_summary(results: str | Path) -> pd.DataFrame:
 def teacher_epochs(results: str | Path) -> pd.DataFrame:
     """Every teacher's and pruned teacher's per-epoch metrics, with its name in ``teacher`` (a
     pruned teacher's rows also have the pruning ``round`` they retrain after)."""
-    tables = [pd.read_parquet(path).assign(teacher=path.parent.name)
-              for path in sorted(Path(results).glob("teachers/*/epochs.parquet"))]
-    return pd.concat(tables, ignore_index=True)
+    files = {**shared_files(results, "teachers", "{place}/epochs.parquet"),
+             **shared_files(results, "pruned_teachers", "{place}/epochs.parquet")}
+    return pd.concat([pd.read_parquet(path).assign(teacher=name) for name, path in files.items()], ignore_index=True)
+
+
+def shared_files(results: str | Path, rule: str, file: str) -> dict[str, Path]:
+    """The files (``file``, below the job's place) of the experiment's shared jobs of ``rule``, by
+    what its config calls them, from the config its aggregate recorded in ``summary.parquet``."""
+    results = Path(results)
+    experiment = Experiment(read_meta(results / "summary.parquet")["spec"])
+    return {str(experiment.config_name(job)): results.parent / SHARED / file.format(place=job.place)
+            for job in experiment.shared(rule) if job in experiment.jobs()}
 
 
 def provenance(path: str | Path) -> dict[str, Any]:

@@ -47,16 +47,17 @@ def test_pipeline_seconds_is_the_student_plus_every_job_upstream(tmp_path):
     jobs = exp.jobs()
     seconds = {job: float(i + 1) for i, job in enumerate(jobs)}
     costs = job_costs(exp, {job: benchmark(tmp_path / f"{i}.tsv", seconds[job]) for i, job in enumerate(jobs)},
-                      {Job.of("teachers", teacher="t4"): "cuda:0"})
+                      {exp.teacher("t4"): "cuda:0"})
     assert len(costs) == len(jobs) and costs["place"].tolist() == [job.place for job in jobs]
-    teacher = costs.set_index("place").loc["teachers/t4"]
-    assert (teacher["rule"], teacher["teacher"], teacher["device"]) == ("teachers", "t4", "cuda:0")
-    assert teacher["flops"] == exp.flops(Job.of("teachers", teacher="t4"))
+    teacher = costs.set_index("place").loc[exp.teacher("t4").place]
+    assert (teacher["rule"], teacher["config_name"], teacher["device"]) == ("teachers", "t4", "cuda:0")
+    assert teacher["teacher"] == exp.teacher("t4").name and teacher["teacher"].startswith("cnn-")
+    assert teacher["flops"] == exp.flops(exp.teacher("t4"))
     assert costs.set_index("place").loc["scores/summary", "device"] == "cpu"  # a job that reads tables
 
     student = Job.of("students", scorer="el2n", selector="hardest", keep="0.1", distill="kd", seed=0)
-    upstream = [Job.of("subsets", scorer="el2n", selector="hardest", keep="0.1"), Job.of("scores", scorer="el2n"),
-                Job.of("proxies", run=0), Job.of("proxies", run=1), Job.of("teachers", teacher="t4")]
+    upstream = [Job.of("subsets", scorer="el2n", selector="hardest", keep="0.1"), exp.scores("el2n"),
+                exp.proxy(0), exp.proxy(1), exp.teacher("t4")]
     assert set(exp.upstream(student)) == set(upstream)
     summary = summary_of(exp, [student], sample_steps=60, cost_fraction=0.1, train_seconds=2.0)
     out = add_costs(summary, costs, exp, [student])

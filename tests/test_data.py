@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import gzip
+import json
 import pickle
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -440,3 +442,31 @@ def test_a_validation_split_holds_out_samples_and_changes_the_fingerprint(tmp_pa
     assert load_dataset("fashion_mnist", root=tmp_path, validation_fraction=0.5, validation_seed=3).fingerprint == split.fingerprint
     other = load_dataset("fashion_mnist", root=tmp_path, validation_fraction=0.5, validation_stratified=False)
     assert not torch.equal(other.held_out, split.held_out) and other.fingerprint != split.fingerprint
+
+
+def test_the_download_job_fetches_missing_files_once_and_records_them(tmp_path, no_system_fashion, monkeypatch):
+    """pipeline.stages.datasets (data.download: true): files already in data.root are recorded
+    as they are; missing ones are fetched by torchvision's downloader into data.root (here a
+    stand-in writing what it would: no internet), then recorded."""
+    import torchvision
+
+    from pipeline.stages import datasets as download_stage
+
+    calls = []
+
+    def fake_download(root, train, download):  # torchvision.datasets.FashionMNIST(root, train=..., download=True)
+        calls.append((root, train, download))
+        write_fashion(Path(root) / "FashionMNIST" / "raw", np.random.default_rng(0))
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", fake_download)
+    root = tmp_path / "data"
+    spec = json.dumps({"dataset": "fashion_mnist", "root": str(root)})
+    download_stage.main(["--spec", spec, "--output", str(tmp_path / "record.json")])
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert calls == [(str(root), True, True), (str(root), False, True)]
+    assert record["folder"] == str(root / "FashionMNIST" / "raw")
+    assert sorted(record["files"]) == ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+                                       "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+    assert record["files"]["t10k-labels-idx1-ubyte"] == 8 + 3  # idx header + 3 labels
+    download_stage.main(["--spec", spec, "--output", str(tmp_path / "again.json")])
+    assert len(calls) == 2  # there now: nothing fetched again

@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.config import validate_config
 from pipeline.flops import model_flops
-from pipeline.jobs import Experiment, Job
+from pipeline.jobs import LOADS_DATA, SHARED_RULES, Experiment, Job
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "tests" / "configs"
@@ -43,8 +43,12 @@ student: {model: cnn, model_args: {width: 2}, train: {epochs: 1, batch_size: 32}
 """
 
 
-@pytest.mark.parametrize("name, extra", [("tiny.yaml", ""), ("tiny_distill.yaml", ""), ("tiny.yaml", DRAWS)],
-                         ids=["tiny", "tiny_distill", "draws"])
+DOWNLOAD = "data: {dataset: fashion_mnist, train_limit: 600, test_limit: 200, download: true}"
+
+
+@pytest.mark.parametrize("name, extra", [("tiny.yaml", ""), ("tiny_distill.yaml", ""), ("tiny.yaml", DRAWS),
+                                         ("tiny.yaml", DOWNLOAD)],
+                         ids=["tiny", "tiny_distill", "draws", "download"])
 def test_the_jobs_are_the_jobs_snakemake_plans(tmp_path, name, extra):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({**yaml.safe_load((CONFIGS / name).read_text()), **(yaml.safe_load(extra) or {})}))
@@ -60,11 +64,37 @@ def test_a_student_needs_its_subset_its_scorer_and_its_teacher_chain():
     exp = experiment(CONFIGS / "tiny_distill.yaml")
     student = Job.of("students", scorer="random", selector="hardest", keep="0.5", distill="kd_cached", seed=0)
     assert exp.reads(student) == [Job.of("drawn_subsets", scorer="random", selector="hardest", keep="0.5", draw=0),
-                                  Job.of("pruned_teachers", pruned="r20_s49"),
-                                  Job.of("teacher_views", viewed="r20_s49", views=2)]
-    assert set(exp.upstream(student)) == {*exp.reads(student), Job.of("scores", scorer="random"),
-                                          Job.of("pruned_teachers", pruned="r20_s36"), Job.of("teachers", teacher="r20")}
+                                  exp.teacher("r20_s49"), exp.teacher_views("r20_s49", 2)]
+    assert set(exp.upstream(student)) == {*exp.reads(student), exp.scores("random"), exp.teacher("r20_s36"),
+                                          exp.teacher("r20")}
     assert student.place == "students/random/hardest/keep0.5/kd_cached/seed0"
+    assert exp.teacher("r20_s49").rule == "pruned_teachers" and exp.teacher("r20").rule == "teachers"
+
+
+def shared_names(config: dict) -> dict[tuple[str, object], str]:
+    exp = Experiment(validate_config(config))
+    return {(job.rule, exp.config_name(job)): job.name for rule in SHARED_RULES for job in exp.shared(rule)}
+
+
+def test_shared_jobs_are_named_by_their_spec_not_by_the_experiment():
+    """Another experiment calling its teacher otherwise has the same teacher, proxies and scores
+    (so it reuses them); a teacher trained one more epoch is another teacher, and so are the scores
+    that read it, but not the proxies or the scorers that read none; no name holds the experiment's."""
+    base = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+    names = shared_names(base)
+    assert re.fullmatch(r"cnn-[0-9a-f]{12}", names["teachers", "t4"])
+    assert re.fullmatch(r"el2n-[0-9a-f]{12}", names["scores", "el2n"])
+    assert all("tiny" not in name for name in names.values())
+    renamed = {**base, "experiment": "another", "teachers": {"big": base["teachers"]["t4"]},
+               "distillation": {name: {**entry, "teacher": "big"} if "teacher" in entry else entry
+                                for name, entry in base["distillation"].items()}}
+    assert sorted(shared_names(renamed).values()) == sorted(names.values())
+
+    longer = yaml.safe_load(yaml.safe_dump(base))
+    longer["teachers"]["t4"]["train"]["epochs"] = 3
+    changed = {key for key, name in shared_names(longer).items() if name != names[key]}
+    assert changed == {("teachers", "t4"), *(("scores", s) for s in ["forgetting", "aum", "teacher_ce", "entropy",
+                                                                      "margin", "least_confidence"])}
 
 
 def test_flops_of_each_kind_of_job():
@@ -72,12 +102,25 @@ def test_flops_of_each_kind_of_job():
     width 2 one epoch (2 runs), students cnn width 2 one epoch."""
     exp = experiment(CONFIGS / "tiny.yaml")
     teacher, small = (model_flops("cnn", {"width": w}, 10, 1, 28) for w in (4, 2))
-    assert exp.flops(Job.of("teachers", teacher="t4")) == 3 * teacher * 600 * 2
-    assert exp.flops(Job.of("proxies", run=0)) == 3 * small * 600
-    assert exp.flops(Job.of("scores", scorer="el2n")) == 2 * 3 * small * 600  # both proxies, forward + backward
-    assert exp.flops(Job.of("scores", scorer="forgetting")) == 0  # reads the teacher's dynamics only
+    assert exp.flops(exp.teacher("t4")) == 3 * teacher * 600 * 2
+    assert exp.flops(exp.proxy(0)) == 3 * small * 600
+    assert exp.flops(exp.scores("el2n")) == 2 * 3 * small * 600  # both proxies, forward + backward
+    assert exp.flops(exp.scores("forgetting")) == 0  # reads the teacher's dynamics only
     keep = Job.of("students", scorer="el2n", selector="hardest", keep="0.1", distill="kd", seed=0)
     assert exp.flops(keep) == (3 * small + teacher) * 60  # 10 % of 600, one epoch, the teacher online
     labels = Job.of("students", scorer="el2n", selector="hardest", keep="0.1", distill="labels", seed=0)
     assert exp.flops(labels) == 3 * small * 60
     assert exp.flops(Job.of("subsets", scorer="el2n", selector="hardest", keep="0.1")) == 0
+
+
+def test_with_download_every_job_that_loads_the_data_waits_for_the_one_download():
+    config = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+    config["data"]["download"] = True
+    exp = Experiment(validate_config(config))
+    download = exp.download
+    assert download.rule == "datasets" and re.fullmatch(r"fashion_mnist-[0-9a-f]{12}", download.name)
+    loading = [job for job in exp.jobs() if job.rule in LOADS_DATA]
+    assert {job.rule for job in loading} == {"teachers", "proxies", "scores", "students", "galleries"}
+    assert all(exp.reads(job)[0] == download for job in loading)
+    assert not any(download in exp.reads(job) for job in exp.jobs() if job.rule not in LOADS_DATA)
+    assert experiment(CONFIGS / "tiny.yaml").download is None  # the files are there, or onstart says where to get them

@@ -35,3 +35,13 @@ def test_the_default_experiment_plans_its_jobs(capsys):
     plan.main([str(REPO / "config" / "config.yaml")])
     out = capsys.readouterr().out
     assert "| `" in out and "48 students" in out and "1 galleries" in out and "9 scores" in out
+
+
+def test_plans_run_together_count_each_shared_job_once():
+    """Two experiments sharing the teacher (the same outputs) and each with its own student."""
+    first = plan.jobs_with_outputs(DRY_RUN)
+    second = plan.jobs_with_outputs(DRY_RUN.replace("results/x/students", "results/y/students"))
+    joint = plan.together([first, second])
+    assert sorted(rule for rule, _ in joint) == ["students", "students", "subsets", "teachers"]
+    # the teacher's 2 GPU-hours once, each student's half hour
+    assert plan.gpu_hours(joint) == pytest.approx(2 * 60 / 60 + 2 * 30 / 60)

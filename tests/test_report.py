@@ -46,7 +46,7 @@ def finished(tmp_path_factory) -> Path:
 def test_stage_folders_read_as_one_table(finished):
     results = finished / "results" / "report"
     # 3 scorers x 600 training samples, keys as columns of the files (not string partitions)
-    scores = pd.read_parquet(results / "scores")
+    scores = api.scores(results)  # the experiment's scores in results/shared
     assert scores.dtypes.map(str).to_dict() == api.SCORES
     assert scores.groupby("scorer")["sample_index"].apply(list).to_dict() == {
         s: list(range(600)) for s in ["forgetting", "random", "teacher_ce"]}
@@ -75,7 +75,7 @@ def test_stage_folders_read_as_one_table(finished):
 
 
 def test_every_table_carries_its_config_code_version_and_data(finished):
-    tables = sorted((finished / "results" / "report").rglob("*.parquet"))
+    tables = sorted((finished / "results").rglob("*.parquet"))  # the experiment's and the shared ones
     # scores, subsets, students (run, epochs, per class), teacher (epochs, dynamics, class std), scores
     # summary, aggregate (summary, epochs, per class, costs, study)
     assert len(tables) == 3 + 6 + 36 + 3 + 1 + 5

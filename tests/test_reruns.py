@@ -73,6 +73,8 @@ def parse_jobs(output: str) -> dict[Job, str]:
     def close():
         if rule is not None:
             wildcards = dict(w.split("=", 1) for w in fields["wildcards"].split(", ")) if "wildcards" in fields else {}
+            # a shared job's name without its spec's key: scores=forgetting-0123456789ab -> scores=forgetting
+            wildcards = {k: re.sub(r"-[0-9a-f]{12}$", "", v) for k, v in wildcards.items()}
             key = job(rule, **wildcards)
             assert key not in jobs, f"job {key} planned twice"
             jobs[key] = fields.get("reason", "")
@@ -131,9 +133,10 @@ def plan(config: dict) -> dict[str, set[Job]]:
     seeds = config["student"].get("seeds", [0])
     proxy_runs = config.get("proxies", {}).get("runs", 2) if {"el2n", "grand"} & set(config["scorers"]) else 0
     return {
-        "teachers": {job("teachers", teacher=t) for t in config["teachers"]},
-        "proxies": {job("proxies", run=r) for r in range(proxy_runs)},
-        "scores": {job("scores", scorer=s) for s in config["scorers"]},
+        # the shared jobs by their names' labels: the teacher's model, the scorer
+        "teachers": {job("teachers", teacher=t["model"]) for t in config["teachers"].values()},
+        "proxies": {job("proxies", proxy=f"proxy-{config['proxies']['model']}") for _ in range(proxy_runs)},
+        "scores": {job("scores", scores=s) for s in config["scorers"]},
         "scores_summary": {job("scores_summary")},
         "subsets": {job("subsets", scorer=s, selector=sel, keep=k) for s, sel in selections for k in keeps},
         "students": {
@@ -159,7 +162,7 @@ def downstream_of_scorer(config: dict, scorer: str) -> set[Job]:
     subsets = {j for j in jobs["subsets"] if wildcard(j, "scorer") == scorer}
     students = {j for j in jobs["students"] if wildcard(j, "scorer") == scorer}
     galleries = jobs["galleries"] if subsets else set()
-    return {job("scores", scorer=scorer), job("scores_summary"), *subsets, *students, *galleries, job("aggregate"),
+    return {job("scores", scores=scorer), job("scores_summary"), *subsets, *students, *galleries, job("aggregate"),
             job("all")}
 
 
@@ -217,12 +220,12 @@ def test_editing_a_scorer_reruns_its_downstream_only(finished, base_config, scor
     expected = downstream_of_scorer(base_config, scorer)
     assert len(expected) == {"teacher_ce": 11, "random": 4}[scorer]
     assert set(jobs) == expected
-    assert jobs[job("scores", scorer=scorer)] == f"Updated input files: {source}"
+    assert jobs[job("scores", scores=scorer)] == f"Updated input files: {source}"
 
 
 def test_changing_a_scorers_params_reruns_its_downstream_only(finished, base_config, tmp_path):
-    """forgetting: {never_learned: zero} instead of the default max reruns scores[forgetting]
-    ("Params have changed"), scores_summary, subsets[forgetting, hardest, keep 0.1 / 0.5],
+    """forgetting: {never_learned: zero} instead of the default max makes new scores[forgetting]
+    (a spec with another key: missing output files, the old scores kept beside), scores_summary, subsets[forgetting, hardest, keep 0.1 / 0.5],
     students[forgetting, hardest, keep 0.1 / 0.5, labels / kd, seed 0], galleries, aggregate and all:
     11 jobs."""
     config = {**base_config, "scorers": {**base_config["scorers"], "forgetting": {"never_learned": "zero"}}}
@@ -231,7 +234,7 @@ def test_changing_a_scorers_params_reruns_its_downstream_only(finished, base_con
     expected = downstream_of_scorer(base_config, "forgetting")
     assert len(expected) == 11
     assert set(jobs) == expected
-    assert triggers(jobs[job("scores", scorer="forgetting")]) == {"Params have changed since last execution"}
+    assert triggers(jobs[job("scores", scores="forgetting")]) == {"Missing output files"}
 
 
 def test_spelling_out_a_default_param_reruns_nothing(finished, base_config, tmp_path):
@@ -292,3 +295,27 @@ def test_changing_checkpoint_every_reruns_nothing(finished, base_config, tmp_pat
     assert base_config.get("checkpoint_every", 1) == 1
     config = {**base_config, "checkpoint_every": 3}
     assert planned(finished, write_config(tmp_path / "checkpoint_every.yaml", config)) == {}
+
+
+def test_another_experiment_with_the_same_teacher_trains_no_teacher_and_scores_nothing(finished, base_config,
+                                                                                      tmp_path):
+    """Experiment "reruns_again", its teacher called "same" but with t4's spec: it runs its own
+    subsets (4: forgetting / teacher_ce, hardest, keep 0.1 / 0.5), students (8), scores_summary,
+    galleries, aggregate and all -- 16 jobs -- and no teachers or scores job: it reads the shared
+    ones the first experiment made. With its teacher trained 3 epochs instead of 2, a new teacher
+    is trained (the first stays beside it) and the scorers that read it rerun, not random."""
+    renamed = {**base_config, "experiment": "reruns_again", "teachers": {"same": base_config["teachers"]["t4"]},
+               "distillation": {**base_config["distillation"], "kd": {**base_config["distillation"]["kd"],
+                                                                    "teacher": "same"}}}
+    jobs = planned(finished, write_config(tmp_path / "again.yaml", renamed))
+    assert {rule for rule, _ in jobs} == {"subsets", "students", "scores_summary", "galleries", "aggregate", "all"}
+    assert len(jobs) == 16
+    old_teacher = next((finished / "results" / "shared" / "teachers").iterdir())
+    assert re.fullmatch(r"cnn-[0-9a-f]{12}", old_teacher.name)
+
+    teacher = {**base_config["teachers"]["t4"], "train": {**base_config["teachers"]["t4"]["train"], "epochs": 3}}
+    longer = {**renamed, "teachers": {"same": teacher}}
+    jobs = planned(finished, write_config(tmp_path / "longer.yaml", longer))
+    assert {key for key in jobs if key[0] in ("teachers", "scores")} == {
+        job("teachers", teacher="cnn"), job("scores", scores="forgetting"), job("scores", scores="teacher_ce")}
+    assert triggers(jobs[job("teachers", teacher="cnn")]) == {"Missing output files"}

@@ -3,17 +3,24 @@ the students' per-epoch table, the rank correlation matrix, the results API's st
 folders and gains over a baseline, and the progress bar."""
 import io
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline import results
+from pipeline.config import validate_config
+from pipeline.jobs import Experiment
 from pipeline.errors import UserError
 from pipeline.io import write_table
 from pipeline.progress import bar, progress_bar
 from pipeline.stages.aggregate import with_run_keys
 from pipeline.stages.galleries import gallery_picks
 from pipeline.stages.scores_summary import rank_correlation, summarise
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def test_gallery_picks_hardest_medium_easiest_of_kept_and_pruned():
@@ -51,14 +58,26 @@ def test_rank_correlation_matrix_from_the_summary():
     assert matrix.to_numpy() == pytest.approx(np.array([[1, -1, 0.8], [-1, 1, -0.8], [0.8, -0.8, 1]]))
 
 
-def test_stage_folders_read_as_one_typed_table(tmp_path):
-    for scorer, score in [("el2n", [0.5, 0.25]), ("random", [0.1, 0.9])]:
+def test_an_experiments_shared_tables_are_found_from_its_recorded_config(tmp_path):
+    """scores() and teacher_epochs() read the experiment's own files in results/shared (named by
+    their specs), found from the config the aggregate recorded, not another experiment's there."""
+    raw = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+    raw["scorers"] = {"el2n": {}, "random": {}}
+    raw["selection"]["selectors"] = {"hardest": ["el2n", "random"]}
+    config = validate_config(raw)
+    exp = Experiment(config)
+    folder = tmp_path / "results" / "tiny"
+    write_table(pd.DataFrame({"seed": [0]}), folder / "summary.parquet", {"spec": config})
+    for scorer, score in [("el2n", [0.5, 0.25]), ("random", [0.1, 0.9]), ("another_experiments", [0.0, 0.0])]:
         table = pd.DataFrame({"sample_index": [0, 1], "label": [3, 4], "score": score, "scorer": scorer})
-        write_table(table, tmp_path / "scores" / f"{scorer}.parquet", {"stage": "scores"})
-    table = results.scores(tmp_path)
+        place = exp.scores(scorer).place if scorer in config["scorers"] else "scores/el2n-000000000000"
+        write_table(table, tmp_path / "results" / "shared" / f"{place}.parquet", {"stage": "scores"})
+    write_table(pd.DataFrame({"epoch": [1, 2], "test_acc": [0.5, 0.6]}),
+                tmp_path / "results" / "shared" / exp.teacher("t4").place / "epochs.parquet", {"stage": "teacher"})
+    table = results.scores(folder)
     assert table.dtypes.map(str).to_dict() == results.SCORES
     assert table[["scorer", "score"]].values.tolist() == [["el2n", 0.5], ["el2n", 0.25], ["random", 0.1], ["random", 0.9]]
-    assert results.provenance(tmp_path / "scores" / "el2n.parquet")["stage"] == "scores"
+    assert results.teacher_epochs(folder)[["teacher", "epoch"]].values.tolist() == [["t4", 1], ["t4", 2]]
 
 
 def test_compare_reads_the_summary_and_gives_each_settings_gain_with_its_interval(tmp_path):

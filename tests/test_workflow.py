@@ -30,6 +30,10 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def experiment_of(config: Path) -> Experiment:
+    return Experiment(validate_config(yaml.safe_load(config.read_text())))
+
+
 def planned_jobs(output: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run as {rule: count}."""
     table = output.split("Job stats:")[1].split("\n\n")[0]
@@ -84,12 +88,14 @@ def test_proxies_scored_early_keep_their_models_at_the_scoring_epochs(tmp_path):
         "selection: {keep_fractions: [0.1], selectors: {hardest: [el2n, grand, random]}}", ""]))
     result = snakemake(tmp_path, "-n", "-p", "--configfile", str(config))
     assert result.returncode == 0, result.stdout[-3000:]
-    proxy = [line for line in result.stdout.splitlines() if "--model-out" in line and "proxies/run0" in line]
-    assert len(proxy) == 1 and re.search(r"--epoch-models-out \S+/proxies/run0/model_epoch0\.pt "
-                                         r"\S+/proxies/run0/model_epoch1\.pt ", proxy[0])
+    proxies = [line for line in result.stdout.splitlines() if "--model-out" in line and "shared/proxies/" in line]
+    assert len(proxies) == 2 and all(re.search(r"--epoch-models-out (\S+/proxies/proxy-cnn-\w{12})/model_epoch0\.pt "
+                                               r"\1/model_epoch1\.pt ", line) for line in proxies)
     for scorer, epoch in (("el2n", 1), ("grand", 0)):
-        command = next(line for line in result.stdout.splitlines() if f"scores/{scorer}.parquet" in line and "--output" in line)
-        assert re.search(rf"--proxies \S+/run0/model_epoch{epoch}\.pt \S+/run1/model_epoch{epoch}\.pt ", command)
+        command = next(line for line in result.stdout.splitlines()
+                       if re.search(rf"--output \S+/scores/{scorer}-\w{{12}}\.parquet", line))
+        assert re.search(rf"--proxies \S+/proxy-cnn-\w{{12}}/model_epoch{epoch}\.pt "
+                         rf"\S+/proxy-cnn-\w{{12}}/model_epoch{epoch}\.pt ", command)
 
 
 def test_a_selector_cutting_by_another_scorer_reads_its_scores(tmp_path):
@@ -100,8 +106,8 @@ def test_a_selector_cutting_by_another_scorer_reads_its_scores(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     commands = [line for line in result.stdout.splitlines() if "pipeline.stages.subsets" in line]
     ccs = [c for c in commands if "/stratified/" in c]
-    assert len(ccs) == 2 and all("--scores results/tiny/scores/el2n.parquet --cutoff-scores results/tiny/scores/aum.parquet"
-                                 in c for c in ccs)
+    assert len(ccs) == 2 and all(re.search(r"--scores results/shared/scores/el2n-\w{12}\.parquet "
+                                           r"--cutoff-scores results/shared/scores/aum-\w{12}\.parquet", c) for c in ccs)
     assert not any("--cutoff-scores" in c for c in commands if "/stratified/" not in c)
 
 
@@ -251,7 +257,8 @@ def test_tiny_configuration_end_to_end(tmp_path):
     assert stratified["selector_params"] == {"beta": 0.1, "strata": 5}
 
     # the teacher recorded every sample at every one of its 2 epochs
-    dynamics = pd.read_parquet(tmp_path / "results" / "tiny" / "teachers" / "t4" / "dynamics.parquet")
+    teacher = tmp_path / "results" / "shared" / experiment_of(TINY).teacher("t4").place
+    dynamics = pd.read_parquet(teacher / "dynamics.parquet")
     assert len(dynamics) == 1200 and sorted(dynamics["epoch"].unique()) == [1, 2]
     assert (dynamics.groupby("epoch")["sample_index"].apply(sorted).map(list) == [list(range(600))] * 2).all()
 
@@ -268,12 +275,13 @@ TINY_DISTILL = REPO / "tests" / "configs" / "tiny_distill.yaml"
 def test_distillation_variants_end_to_end(tmp_path):
     result = snakemake(tmp_path, "--cores", "2", "--configfile", str(TINY_DISTILL))
     assert result.returncode == 0, result.stderr[-3000:]
-    results = tmp_path / "results" / "tiny_distill"
+    results, shared = tmp_path / "results" / "tiny_distill", tmp_path / "results" / "shared"
+    exp = experiment_of(TINY_DISTILL)
     summary = pd.read_parquet(results / "summary.parquet").set_index("distillation")
     assert sorted(summary.index) == ["dkd", "kd_cached", "kd_infobatch", "kd_pruned", "kd_pruned_shaped", "kd_reshaped",
                                      "labels", "vid"]
     # about 10 % of the 600 training samples held out for validation: never scored or selected
-    scores = pd.read_parquet(results / "scores" / "random.parquet")
+    scores = pd.read_parquet(shared / f"{exp.scores('random').place}.parquet")
     held_out = sorted(set(range(600)) - set(scores["sample_index"]))
     assert len(scores) + len(held_out) == 600 and 50 <= len(held_out) <= 60  # floor(10 %) of each class
     subset = pd.read_parquet(results / "subsets" / "random" / "hardest" / "keep0.5" / "draw0.parquet")  # seed 0's draw
@@ -288,13 +296,14 @@ def test_distillation_variants_end_to_end(tmp_path):
     assert summary.loc["kd_cached", "teacher_outputs"] == "cached, 2 views"
     assert summary.loc["kd_pruned", "teacher_outputs"] == "online"
     assert pd.isna(summary.loc["labels", "teacher_outputs"])
-    views = torch.load(results / "teachers" / "r20_s49" / "views2.pt", weights_only=True)
-    assert summary.loc["kd_cached", "teacher_outputs_bytes"] == (results / "teachers" / "r20_s49" / "views2.pt").stat().st_size
+    views_file = shared / f"{exp.teacher_views('r20_s49', 2).place}.pt"
+    views = torch.load(views_file, weights_only=True)
+    assert summary.loc["kd_cached", "teacher_outputs_bytes"] == views_file.stat().st_size
     assert pd.isna(summary.loc["kd_pruned", "teacher_outputs_bytes"])
-    assert views["logits"].shape == (2, 600, 10) and views["teacher"] == "r20_s49"
+    assert views["logits"].shape == (2, 600, 10) and views["teacher"] == exp.teacher("r20_s49").name
 
     # the pruned chain: 2 rounds then 1 more at 20 % of the remaining weights -> 1 - 0.8^3
-    rounds = pd.read_parquet(results / "teachers" / "r20_s49" / "rounds.parquet")
+    rounds = pd.read_parquet(shared / exp.teacher("r20_s49").place / "rounds.parquet")
     assert rounds["round"].tolist() == [0, 1]
     assert rounds["sparsity"].iloc[0] == pytest.approx(0.36, abs=1e-4)
     assert rounds["sparsity"].iloc[1] == pytest.approx(1 - 0.8**3, abs=1e-4)
@@ -314,7 +323,7 @@ def test_distillation_variants_end_to_end(tmp_path):
     assert 0 < summary.loc["kd_pruned_shaped", "student_params"] < 272_186  # the dense resnet20 on 1 channel, 10 classes
     assert summary.loc["vid", "student"] == "cnn_width2"
     # kd_reshaped reshapes with the class statistics of one augmented pass (seed 10), not the clean ones
-    view_std = results / "teachers" / "r20" / "class_logit_std_view10.parquet"
+    view_std = shared / f"{exp.teacher_view_std('r20', 10).place}.parquet"
     assert read_meta(view_std)["view_seed"] == 10 and pd.read_parquet(view_std)["samples"].sum() == len(scores)
     run = results / "students" / "random" / "hardest" / "keep0.5" / "kd_reshaped" / "seed0" / "run.parquet"
     assert read_meta(run)["spec"]["distillation"]["reshape_view_seed"] == 10

@@ -38,14 +38,15 @@ def with_run_keys(runs: list[pd.DataFrame], tables: list[pd.DataFrame], row: str
     return pd.concat(keyed, ignore_index=True).sort_values(RUN_KEYS + [row], ignore_index=True)
 
 
-def recorded_devices(folder: Path, jobs: list[Job]) -> dict[Job, str]:
-    """The device each training or scoring job's main table records in its metadata."""
+def recorded_devices(results: Path, experiment: Experiment, jobs: list[Job]) -> dict[Job, str]:
+    """The device each training or scoring job's main table (below ``results``, the folder of
+    every experiment's folder) records in its metadata."""
     tables = {"teachers": "{place}/epochs.parquet", "pruned_teachers": "{place}/epochs.parquet",
               "proxies": "{place}/epochs.parquet", "scores": "{place}.parquet", "students": "{place}/run.parquet"}
     devices = {}
     for job in jobs:
         if job.rule in tables:
-            path = folder / tables[job.rule].format(place=job.place)
+            path = results / experiment.folder(job) / tables[job.rule].format(place=job.place)
             device = read_meta(path).get("device") if path.exists() else None
             if device is not None:
                 devices[job] = device
@@ -93,8 +94,8 @@ def main(argv=None):
     students = [experiment.student(*row) for row in summary[RUN_KEYS].itertuples(index=False)]
     if Counter(students) != Counter(experiment.students()):
         raise UserError(f"the {len(runs)} run tables are not the experiment's {len(experiment.students())} students")
-    folder = Path(args.summary_out).parent
-    costs = job_costs(experiment, dict(zip(jobs, args.benchmarks)), recorded_devices(folder, jobs))
+    results = Path(args.summary_out).parent.parent
+    costs = job_costs(experiment, dict(zip(jobs, args.benchmarks)), recorded_devices(results, experiment, jobs))
     write_table(costs, args.costs_out, meta)
     summary = add_gains(add_costs(summary, costs, experiment, students), study.metric(report))
     write_table(summary, args.summary_out, meta)

@@ -15,7 +15,8 @@ sys.path.insert(0, str(REPO))
 from pipeline.config import validate_config
 from pipeline.data import check_files
 from pipeline.errors import UserError
-from pipeline.jobs import PLACES, Experiment, Job
+from pipeline.jobs import PLACES, SHARED, Experiment, Job, without
+from pipeline.models.released import TORCHVISION, check_checkpoints
 from pipeline.scorers import build_scorer
 
 try:
@@ -24,30 +25,38 @@ except UserError as error:
     raise WorkflowError(str(error)) from None
 
 
-# A dataset's files missing: found before any job starts, not when a GPU job does. In onstart,
-# which a run executes and a dry run or a lint (which plan on machines without the data) do not.
+# A dataset's or a teacher checkpoint's files missing: found before any job starts, not when a GPU
+# job does. In onstart, which a run executes and a dry run or a lint (which plan on machines
+# without the data) do not.
 onstart:
     try:
         check_files(config["data"])
+        check_checkpoints(config)
     except UserError as error:
         raise WorkflowError(str(error)) from None
 
 
-# Paths. Each job's place below the experiment's folders (pipeline.jobs.PLACES): its outputs are
-# under RESULTS/<place>/ (or are RESULTS/<place>.parquet), its log is LOGS/<place>.log and its
-# benchmark (wall time, memory) BENCHMARKS/<place>.tsv. The rules write their outputs from
-# these; a rule that reads another's files takes them from that rule (rules.<name>.output).
+# Paths. Each job's place below its folders (pipeline.jobs.PLACES): its outputs are under
+# RESULTS/<place>/ (or are RESULTS/<place>.parquet), its log is LOGS/<place>.log and its
+# benchmark (wall time, memory) BENCHMARKS/<place>.tsv; the SHARED_ ones for the jobs every
+# experiment with the same spec reuses (teachers, their cached outputs, proxies, scores: each
+# named by its spec's key). The rules write their outputs from these; a rule that reads
+# another's files takes them from that rule (rules.<name>.output).
 RESULTS = f"results/{config['experiment']}"
 LOGS = f"logs/{config['experiment']}"
 BENCHMARKS = f"{RESULTS}/benchmarks"
+SHARED_RESULTS = f"results/{SHARED}"
+SHARED_LOGS = f"logs/{SHARED}"
+SHARED_BENCHMARKS = f"{SHARED_RESULTS}/benchmarks"
 PLOTS = f"{RESULTS}/plots"
+DATASET = PLACES["datasets"]
 TEACHER = PLACES["teachers"]
 PRUNED_TEACHER = PLACES["pruned_teachers"]
 TEACHER_VIEWS = PLACES["teacher_views"]
 TEACHER_VIEW_STD = PLACES["teacher_view_std"]
 PROXY = PLACES["proxies"]
 # the proxies' models at their scoring epochs (proxies.score_epochs), beside model.pt
-PROXY_EPOCH_MODEL = f"{RESULTS}/{PROXY}/model_epoch{{epoch}}.pt"
+PROXY_EPOCH_MODEL = f"{SHARED_RESULTS}/{PROXY}/model_epoch{{epoch}}.pt"
 PROXY_SCORE_EPOCHS = config["proxies"]["score_epochs"] or []
 SCORES = PLACES["scores"]
 SCORES_SUMMARY = PLACES["scores_summary"]
@@ -70,19 +79,24 @@ def choice(names):
     return "|".join(re.escape(str(n)) for n in names) or "(?!)"
 
 
+def shared_names(rule):
+    return choice(job.name for job in EXPERIMENT.shared(rule))
+
+
 wildcard_constraints:
-    teacher=choice(config["teachers"]),
-    pruned=choice(config["pruned_teachers"]),
-    viewed=choice([*config["teachers"], *config["pruned_teachers"]]),
-    views=r"\d+",
-    view_seed=r"\d+",
+    dataset=shared_names("datasets"),
+    teacher=shared_names("teachers"),
+    pruned=shared_names("pruned_teachers"),
+    views=shared_names("teacher_views"),
+    view_std=shared_names("teacher_view_std"),
+    proxy=shared_names("proxies"),
+    scores=shared_names("scores"),
     scorer=choice(config["scorers"]),
     selector=choice(config["selection"]["selectors"]),
     keep=choice(KEEPS),
     distill=choice(config["distillation"]),
     seed=r"\d+",
     draw=r"\d+",
-    run=r"\d+",
 
 
 # Specs: each job's slice of the config, as JSON.
@@ -90,6 +104,15 @@ wildcard_constraints:
 
 def as_json(obj):
     return json.dumps(obj, sort_keys=True)
+
+
+def shared_job(rule, wildcards):
+    return Job.of(rule, **dict(wildcards.items()))
+
+
+def shared_spec(rule):
+    """A shared job's spec (pipeline.jobs.Experiment.spec): no experiment's name in it."""
+    return lambda wildcards: as_json(EXPERIMENT.spec(shared_job(rule, wildcards)))
 
 
 def common_spec():
@@ -100,67 +123,12 @@ def common_spec():
     }
 
 
-def without(section, *keys):
-    return {k: v for k, v in section.items() if k not in keys}
-
-
-def teacher_spec(wildcards):
-    teacher = without(config["teachers"][wildcards.teacher], "threads")
-    return as_json({**common_spec(), "name": wildcards.teacher, "teacher": teacher})
-
-
-def pruned_teacher_spec(wildcards):
-    pruning = without(config["pruned_teachers"][wildcards.pruned], "threads")
-    return as_json({**common_spec(), "name": wildcards.pruned, "pruning": pruning})
-
-
-def teacher_views_spec(wildcards):
-    scoring = config["scoring"]
-    return as_json(
-        {
-            **common_spec(),
-            "teacher": wildcards.viewed,
-            "views": int(wildcards.views),
-            "batch_size": scoring["batch_size"],
-        }
-    )
-
-
-def teacher_view_std_spec(wildcards):
-    return as_json(
-        {
-            **common_spec(),
-            "teacher": wildcards.viewed,
-            "view_seed": int(wildcards.view_seed),
-            "batch_size": config["scoring"]["batch_size"],
-        }
-    )
-
-
-def proxy_spec(wildcards):
-    proxies = without(config["proxies"], "runs", "threads", "seed")
-    proxy = {**proxies, "seed": config["proxies"]["seed"] + int(wildcards.run)}
-    return as_json({**common_spec(), "name": f"proxy{wildcards.run}", "teacher": proxy})
-
-
-def score_spec(wildcards):
-    scoring = config["scoring"]
-    return as_json(
-        {
-            **common_spec(),
-            "scorer": wildcards.scorer,
-            "params": config["scorers"][wildcards.scorer],
-            "seed": scoring["seed"],
-            "batch_size": scoring["batch_size"],
-        }
-    )
-
-
 def subset_spec(wildcards):
     selection = config["selection"]
     spec = {
         "scorer": wildcards.scorer,
-        "data": config["data"],
+        # (as the shared scores' spec has it, which the job checks its scores against)
+        "data": without(config["data"], "download"),
         "selector": wildcards.selector,
         "keep_fraction": KEEPS[wildcards.keep],
         "class_balanced": selection["class_balanced"],
@@ -221,53 +189,74 @@ def aggregate_spec():
 # Inputs: the files of other rules a job reads, where they depend on the config.
 
 
+def output_of(job, key):
+    """Output ``key`` of ``job`` (a pipeline.jobs.Job)."""
+    return expand(getattr(getattr(rules, job.rule).output, key), **dict(job.wildcards))[
+        0
+    ]
+
+
 def teacher_output(name, key):
     """Output ``key`` of the job that makes teacher ``name``: rule teachers, or rule
     pruned_teachers for a pruned teacher."""
-    if name in config["pruned_teachers"]:
-        return expand(getattr(rules.pruned_teachers.output, key), pruned=name)[0]
-    return expand(getattr(rules.teachers.output, key), teacher=name)[0]
+    return output_of(EXPERIMENT.teacher(name), key)
 
 
-def pruned_teacher_parent(wildcards):
-    return teacher_output(
-        config["pruned_teachers"][wildcards.pruned]["teacher"], "model"
-    )
+def dataset_files(wildcards):
+    """The record of the job that downloads the dataset (data.download: true), for the jobs that
+    load it; nothing otherwise."""
+    download = EXPERIMENT.download
+    return [output_of(download, "record")] if download else []
 
 
-def viewed_teacher(wildcards):
-    return teacher_output(wildcards.viewed, "model")
+def read_model(rule):
+    """The model of the teacher a job of a shared ``rule`` reads."""
+
+    def model(wildcards):
+        return output_of(EXPERIMENT.reads(shared_job(rule, wildcards))[0], "model")
+
+    return model
 
 
 def score_inputs(wildcards):
     """The scorer's source file, and only what the scorer says it needs."""
+    job = shared_job("scores", wildcards)
+    scorer = EXPERIMENT.config_name(job)
+    proxies = [j for j in EXPERIMENT.reads(job) if j.rule == "proxies"]
     available = {
         "teacher": teacher_output(SCORING_TEACHER, "model"),
         "dynamics": teacher_output(SCORING_TEACHER, "dynamics"),
         "teacher_logits": teacher_output(SCORING_TEACHER, "logits"),
-        "proxies": proxy_models(config["scorers"][wildcards.scorer].get("epoch")),
+        "proxies": proxy_models(proxies, config["scorers"][scorer].get("epoch")),
     }
-    needs = build_scorer(wildcards.scorer, config["scorers"][wildcards.scorer]).needs
-    source = f"{REPO}/pipeline/scorers/{wildcards.scorer}.py"
-    return {"source": source, **{n: available[n] for n in needs}}
+    needs = build_scorer(scorer, config["scorers"][scorer]).needs
+    source = f"{REPO}/pipeline/scorers/{scorer}.py"
+    return {
+        "source": source,
+        "data": dataset_files(wildcards),
+        **{n: available[n] for n in needs},
+    }
 
 
-def proxy_models(epoch):
-    """Every proxy run's model at ``epoch`` (one of proxies.score_epochs), or its final model."""
-    runs = range(config["proxies"]["runs"])
+def proxy_models(proxies, epoch):
+    """The proxies' models at ``epoch`` (one of proxies.score_epochs), or their final models."""
     if epoch is None:
-        return expand(rules.proxies.output.model, run=runs)
-    return expand(PROXY_EPOCH_MODEL, run=runs, epoch=epoch)
+        return [output_of(job, "model") for job in proxies]
+    return expand(PROXY_EPOCH_MODEL, proxy=[job.name for job in proxies], epoch=epoch)
+
+
+def scores_of(scorer):
+    return output_of(EXPERIMENT.scores(scorer), "scores")
 
 
 def subset_inputs(wildcards):
     """The scorer's scores, and the cutoff scorer's for a selector that cuts by another (CCS)."""
-    files = {"scores": expand(rules.scores.output.scores, scorer=wildcards.scorer)[0]}
+    files = {"scores": scores_of(wildcards.scorer)}
     cutoff = config["selection"]["selectors"][wildcards.selector]["params"].get(
         "cutoff_scorer"
     )
     if cutoff:
-        files["cutoff"] = expand(rules.scores.output.scores, scorer=cutoff)[0]
+        files["cutoff"] = scores_of(cutoff)
     return files
 
 
@@ -284,7 +273,7 @@ def student_subset(wildcards):
 
 
 def all_scores(wildcards):
-    return expand(rules.scores.output.scores, scorer=config["scorers"])
+    return [scores_of(scorer) for scorer in config["scorers"]]
 
 
 def student_teacher(wildcards):
@@ -299,16 +288,11 @@ def student_teacher(wildcards):
         "class_std": teacher_output(setting.teacher, "class_std"),
     }
     if setting.reshape_view_seed is not None:
-        files["class_std"] = expand(
-            rules.teacher_view_std.output.class_std,
-            viewed=setting.teacher,
-            view_seed=setting.reshape_view_seed,
-        )[0]
+        std = EXPERIMENT.teacher_view_std(setting.teacher, setting.reshape_view_seed)
+        files["class_std"] = output_of(std, "class_std")
     if setting.cached_views:
-        views = rules.teacher_views.output.views
-        files["views"] = expand(
-            views, viewed=setting.teacher, views=setting.cached_views
-        )[0]
+        views = EXPERIMENT.teacher_views(setting.teacher, setting.cached_views)
+        files["views"] = output_of(views, "views")
     return files
 
 
@@ -326,12 +310,12 @@ def student_outputs(key):
 
 def all_benchmarks(wildcards):
     """The benchmark of every job but the aggregate, in the order of pipeline.jobs.Experiment.jobs."""
-    return [f"{BENCHMARKS}/{job.place}.tsv" for job in EXPERIMENT.jobs()]
+    return [EXPERIMENT.benchmark(job) for job in EXPERIMENT.jobs()]
 
 
 def gallery_scores(wildcards):
     """The scores of the scorers the selectors draw from."""
-    return expand(rules.scores.output.scores, scorer=SELECTED_SCORERS)
+    return [scores_of(scorer) for scorer in SELECTED_SCORERS]
 
 
 def gallery_subsets(wildcards):
@@ -355,9 +339,22 @@ def get_final_output():
 # Params: command-line arguments that depend on a job's inputs or outputs.
 
 
+def teacher_entry(wildcards):
+    """The config's entry of the teacher a teachers job trains."""
+    return config["teachers"][EXPERIMENT.config_name(shared_job("teachers", wildcards))]
+
+
+def teacher_checkpoint(wildcards):
+    """A loaded teacher's file, so that replacing it reruns the teacher; none for a trained one or
+    torchvision's weights, nor for a file not there (a dry run plans without it; onstart stops a
+    run)."""
+    path = teacher_entry(wildcards).get("checkpoint")
+    return [path] if path not in (None, TORCHVISION) and Path(path).is_file() else []
+
+
 def teacher_launcher(wildcards):
     """python, or torchrun with one process per GPU for a teacher trained on several."""
-    gpus = config["teachers"][wildcards.teacher]["gpus"]
+    gpus = teacher_entry(wildcards)["gpus"]
     return "python" if gpus == 1 else f"torchrun --standalone --nproc_per_node={gpus}"
 
 

@@ -2,6 +2,7 @@
 # pruned samples at the middle keep fraction (from the scores and subsets only, not the students).
 rule galleries:
     input:
+        data=dataset_files,
         scores=gallery_scores,
         subsets=gallery_subsets,
     output:

@@ -30,7 +30,7 @@ def runtime(rule):
 
     def minutes(wildcards):
         job = Job.of(rule, **dict(wildcards.items()))
-        gpus = config["teachers"][job["teacher"]]["gpus"] if rule == "teachers" else 1
+        gpus = teacher_entry(wildcards)["gpus"] if rule == "teachers" else 1
         return runtime_minutes(EXPERIMENT.flops(job) / gpus)
 
     return minutes
@@ -43,23 +43,24 @@ CHECKPOINT_EVERY = config["checkpoint_every"]
 
 
 def teacher_threads(wildcards):
-    return config["teachers"][wildcards.teacher]["threads"]
+    return teacher_entry(wildcards)["threads"]
 
 
 def pruned_teacher_threads(wildcards):
-    return config["pruned_teachers"][wildcards.pruned]["threads"]
+    job = shared_job("pruned_teachers", wildcards)
+    return config["pruned_teachers"][EXPERIMENT.config_name(job)]["threads"]
 
 
 def scores_gpu(wildcards):
     """A GPU for a scorer that runs models (the proxies or the teacher); none for one that reads
     tables or the teacher's saved logits (random, forgetting, aum, teacher_ce on clean images).
     """
-    return GPU if EXPERIMENT.flops(Job.of("scores", scorer=wildcards.scorer)) else 0
+    return GPU if EXPERIMENT.flops(shared_job("scores", wildcards)) else 0
 
 
 def teacher_gpus(wildcards):
     """The GPUs a teacher trains on (data-parallel with several), none with device: cpu."""
-    return GPU * config["teachers"][wildcards.teacher]["gpus"]
+    return GPU * teacher_entry(wildcards)["gpus"]
 
 
 # Selection and aggregation read tables only.

@@ -1,15 +1,17 @@
 # The proxy models EL2N and GraNd share: trained once, read by every scorer that needs them.
 rule proxies:
+    input:
+        data=dataset_files,
     output:
-        model=f"{RESULTS}/{PROXY}/model.pt",
-        epochs=f"{RESULTS}/{PROXY}/epochs.parquet",
+        model=f"{SHARED_RESULTS}/{PROXY}/model.pt",
+        epochs=f"{SHARED_RESULTS}/{PROXY}/epochs.parquet",
         epoch_models=expand(
             PROXY_EPOCH_MODEL, epoch=PROXY_SCORE_EPOCHS, allow_missing=True
         ),
     log:
-        f"{LOGS}/{PROXY}.log",
+        f"{SHARED_LOGS}/{PROXY}.log",
     benchmark:
-        f"{BENCHMARKS}/{PROXY}.tsv"
+        f"{SHARED_BENCHMARKS}/{PROXY}.tsv"
     conda:
         "../../environment.yml"
     threads: config["proxies"]["threads"]
@@ -19,7 +21,7 @@ rule proxies:
         runtime=runtime("proxies"),
         checkpoint_every=CHECKPOINT_EVERY,
     params:
-        spec=proxy_spec,
+        spec=shared_spec("proxies"),
         resume=resume_folder,
     shell:
         "python -m pipeline.stages.teachers --spec {params.spec:q} --threads {threads} "
@@ -34,11 +36,11 @@ rule scores:
     input:
         unpack(score_inputs),
     output:
-        scores=f"{RESULTS}/{SCORES}.parquet",
+        scores=f"{SHARED_RESULTS}/{SCORES}.parquet",
     log:
-        f"{LOGS}/{SCORES}.log",
+        f"{SHARED_LOGS}/{SCORES}.log",
     benchmark:
-        f"{BENCHMARKS}/{SCORES}.tsv"
+        f"{SHARED_BENCHMARKS}/{SCORES}.tsv"
     conda:
         "../../environment.yml"
     threads: config["scoring"]["threads"]
@@ -47,7 +49,7 @@ rule scores:
         mem_mb=HOST_MEM_MB,
         runtime=runtime("scores"),
     params:
-        spec=score_spec,
+        spec=shared_spec("scores"),
         inputs=score_arguments,
     shell:
         "python -m pipeline.stages.scores --spec {params.spec:q} --threads {threads} {params.inputs} "

@@ -2,6 +2,7 @@
 rule students:
     input:
         unpack(student_teacher),
+        data=dataset_files,
         subset=student_subset,
     output:
         run=f"{RESULTS}/{STUDENT}/run.parquet",

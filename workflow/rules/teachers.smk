@@ -1,16 +1,20 @@
-# Every teacher, trained once on the full training set. Training jobs save their state in a
+# Every teacher, trained once on the full training set, and kept in the shared folder for every
+# experiment whose teacher has the same spec. Training jobs save their state in a
 # resume/ folder beside their model (params.resume) and continue from it when started again.
 rule teachers:
+    input:
+        data=dataset_files,
+        checkpoint=teacher_checkpoint,
     output:
-        model=f"{RESULTS}/{TEACHER}/model.pt",
-        epochs=f"{RESULTS}/{TEACHER}/epochs.parquet",
-        dynamics=f"{RESULTS}/{TEACHER}/dynamics.parquet",
-        logits=f"{RESULTS}/{TEACHER}/train_logits.pt",
-        class_std=f"{RESULTS}/{TEACHER}/class_logit_std.parquet",
+        model=f"{SHARED_RESULTS}/{TEACHER}/model.pt",
+        epochs=f"{SHARED_RESULTS}/{TEACHER}/epochs.parquet",
+        dynamics=f"{SHARED_RESULTS}/{TEACHER}/dynamics.parquet",
+        logits=f"{SHARED_RESULTS}/{TEACHER}/train_logits.pt",
+        class_std=f"{SHARED_RESULTS}/{TEACHER}/class_logit_std.parquet",
     log:
-        f"{LOGS}/{TEACHER}.log",
+        f"{SHARED_LOGS}/{TEACHER}.log",
     benchmark:
-        f"{BENCHMARKS}/{TEACHER}.tsv"
+        f"{SHARED_BENCHMARKS}/{TEACHER}.tsv"
     conda:
         "../../environment.yml"
     threads: teacher_threads
@@ -20,7 +24,7 @@ rule teachers:
         runtime=runtime("teachers"),
         checkpoint_every=CHECKPOINT_EVERY,
     params:
-        spec=teacher_spec,
+        spec=shared_spec("teachers"),
         python=teacher_launcher,
         resume=resume_folder,
     shell:
@@ -33,17 +37,18 @@ rule teachers:
 # Prune, then distill: a pruned teacher lives beside the teachers and is named like one.
 rule pruned_teachers:
     input:
-        teacher=pruned_teacher_parent,
+        data=dataset_files,
+        teacher=read_model("pruned_teachers"),
     output:
-        model=f"{RESULTS}/{PRUNED_TEACHER}/model.pt",
-        epochs=f"{RESULTS}/{PRUNED_TEACHER}/epochs.parquet",
-        rounds=f"{RESULTS}/{PRUNED_TEACHER}/rounds.parquet",
-        logits=f"{RESULTS}/{PRUNED_TEACHER}/train_logits.pt",
-        class_std=f"{RESULTS}/{PRUNED_TEACHER}/class_logit_std.parquet",
+        model=f"{SHARED_RESULTS}/{PRUNED_TEACHER}/model.pt",
+        epochs=f"{SHARED_RESULTS}/{PRUNED_TEACHER}/epochs.parquet",
+        rounds=f"{SHARED_RESULTS}/{PRUNED_TEACHER}/rounds.parquet",
+        logits=f"{SHARED_RESULTS}/{PRUNED_TEACHER}/train_logits.pt",
+        class_std=f"{SHARED_RESULTS}/{PRUNED_TEACHER}/class_logit_std.parquet",
     log:
-        f"{LOGS}/{PRUNED_TEACHER}.log",
+        f"{SHARED_LOGS}/{PRUNED_TEACHER}.log",
     benchmark:
-        f"{BENCHMARKS}/{PRUNED_TEACHER}.tsv"
+        f"{SHARED_BENCHMARKS}/{PRUNED_TEACHER}.tsv"
     conda:
         "../../environment.yml"
     threads: pruned_teacher_threads
@@ -53,7 +58,7 @@ rule pruned_teachers:
         runtime=runtime("pruned_teachers"),
         checkpoint_every=CHECKPOINT_EVERY,
     params:
-        spec=pruned_teacher_spec,
+        spec=shared_spec("pruned_teachers"),
         resume=resume_folder,
     shell:
         "python -m pipeline.stages.pruned_teachers --spec {params.spec:q} --threads {threads} --teacher {input.teacher:q} "
@@ -66,13 +71,14 @@ rule pruned_teachers:
 # fixed augmented views of every training sample, computed once and read by all its students.
 rule teacher_views:
     input:
-        teacher=viewed_teacher,
+        data=dataset_files,
+        teacher=read_model("teacher_views"),
     output:
-        views=f"{RESULTS}/teachers/{{viewed}}/views{{views}}.pt",
+        views=f"{SHARED_RESULTS}/{TEACHER_VIEWS}.pt",
     log:
-        f"{LOGS}/{TEACHER_VIEWS}.log",
+        f"{SHARED_LOGS}/{TEACHER_VIEWS}.log",
     benchmark:
-        f"{BENCHMARKS}/{TEACHER_VIEWS}.tsv"
+        f"{SHARED_BENCHMARKS}/{TEACHER_VIEWS}.tsv"
     conda:
         "../../environment.yml"
     threads: config["scoring"]["threads"]
@@ -81,7 +87,7 @@ rule teacher_views:
         mem_mb=HOST_MEM_MB,
         runtime=runtime("teacher_views"),
     params:
-        spec=teacher_views_spec,
+        spec=shared_spec("teacher_views"),
     shell:
         "python -m pipeline.stages.teacher_views --spec {params.spec:q} --threads {threads} "
         "--teacher {input.teacher:q} --output {output.views:q} > {log:q} 2>&1"
@@ -91,13 +97,14 @@ rule teacher_views:
 # with reshape_view_seed): the pass teacher_ce {view: augmented, view_seed} scores.
 rule teacher_view_std:
     input:
-        teacher=viewed_teacher,
+        data=dataset_files,
+        teacher=read_model("teacher_view_std"),
     output:
-        class_std=f"{RESULTS}/teachers/{{viewed}}/class_logit_std_view{{view_seed}}.parquet",
+        class_std=f"{SHARED_RESULTS}/{TEACHER_VIEW_STD}.parquet",
     log:
-        f"{LOGS}/{TEACHER_VIEW_STD}.log",
+        f"{SHARED_LOGS}/{TEACHER_VIEW_STD}.log",
     benchmark:
-        f"{BENCHMARKS}/{TEACHER_VIEW_STD}.tsv"
+        f"{SHARED_BENCHMARKS}/{TEACHER_VIEW_STD}.tsv"
     conda:
         "../../environment.yml"
     threads: config["scoring"]["threads"]
@@ -106,7 +113,7 @@ rule teacher_view_std:
         mem_mb=HOST_MEM_MB,
         runtime=runtime("teacher_view_std"),
     params:
-        spec=teacher_view_std_spec,
+        spec=shared_spec("teacher_view_std"),
     shell:
         "python -m pipeline.stages.teacher_view_std --spec {params.spec:q} --threads {threads} "
         "--teacher {input.teacher:q} --output {output.class_std:q} > {log:q} 2>&1"

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from pipeline import devices
-from pipeline.data import Dataset, load_dataset
+from pipeline.data import Dataset, data_options, load_dataset
 from pipeline.devices import resolve_device
 from pipeline.errors import UserError
 from pipeline.resume import PREEMPTED_EXIT_STATUS, Preempted, ResumeFolder
@@ -79,7 +79,7 @@ def load_data(data: dict[str, Any]) -> Dataset:
     """The dataset a spec's ``data`` section names."""
     return load_dataset(data["dataset"], data.get("root"), data.get("download", False),
                         data.get("train_limit"), data.get("test_limit"), data.get("validation_fraction", 0.0),
-                        data.get("validation_seed", 0), data.get("validation_stratified", True))
+                        data.get("validation_seed", 0), data.get("validation_stratified", True), data_options(data))
 
 
 def data_meta(dataset: Dataset) -> dict[str, Any]:

@@ -116,7 +116,7 @@ def _check_components(config: dict[str, Any]) -> None:
     model_args and selector parameters as written (job specs are built from them, and a spec that
     changed would rerun finished jobs)."""
     # Imported here: the registries pull in torch, which the schema checks above do not need.
-    from pipeline.data import DATASETS
+    from pipeline.data import DATASETS, check_data
     from pipeline.distillation import DistillSetting
     from pipeline.models import MODELS
     from pipeline.params import params_dict
@@ -125,6 +125,7 @@ def _check_components(config: dict[str, Any]) -> None:
 
     with _at("data.dataset"):
         DATASETS.get(config["data"]["dataset"])  # no parameters of its own: the data section is the schema's
+    check_data(config["data"])  # path, image_size, augment only where the dataset takes them
     models = [*((f"teachers.{n}", t) for n, t in config["teachers"].items()), ("proxies", config["proxies"]),
               ("student", config["student"])]
     for where, section in models:
@@ -134,7 +135,7 @@ def _check_components(config: dict[str, Any]) -> None:
             MODELS.params(section["model"], section["model_args"], f"{where}.model_args")
         if "checkpoint" in section:  # loaded, not trained (_check_loaded_teachers)
             _check_checkpoint(section, where, config)
-        _check_model_builds(section["model"], section["model_args"], f"{where}.model_args", config["data"]["dataset"])
+        _check_model_builds(section["model"], section["model_args"], f"{where}.model_args", config["data"])
         if "checkpoint" in section:
             continue
         section["train"] = _check_train(section["train"], f"{where}.train", config)
@@ -207,11 +208,11 @@ def _check_keeps_something(config: dict[str, Any]) -> None:
     """Each keep fraction keeps at least one of the samples selection sees (the training set, with
     train_limit and the validation hold-out applied), found now rather than after the teacher and
     scorers have trained."""
-    from pipeline.data import DATASET_SIZES
+    from pipeline.data import dataset_size
     from pipeline.selectors.budget import total_budget
 
     data = config["data"]
-    n = min(DATASET_SIZES.get(data["dataset"]).train, data.get("train_limit") or math.inf)
+    n = min(dataset_size(data).train, data.get("train_limit") or math.inf)
     selected = n - math.floor(n * data["validation_fraction"])  # or more: the hold-out rounds down per class
     for f in config["selection"]["keep_fractions"]:
         if total_budget(selected, f) < 1:
@@ -230,12 +231,12 @@ def _check_cutoffs_leave_budgets(config: dict[str, Any]) -> None:
     give, where rounding alone makes a small class fail; the selector refuses that in one line."""
     from fractions import Fraction
 
-    from pipeline.data import DATASET_SIZES
+    from pipeline.data import dataset_size
     from pipeline.selectors import SELECTORS
     from pipeline.selectors.budget import total_budget
 
     data, selection = config["data"], config["selection"]
-    size = DATASET_SIZES.get(data["dataset"])
+    size = dataset_size(data)
     n = min(size.train, data.get("train_limit") or math.inf)
     held = math.floor(n * data["validation_fraction"])
     selected = n - held  # exact unless the hold-out is stratified (then floor per class: this or more)
@@ -274,12 +275,12 @@ def _model_build_problem(model: str, args: str, classes: int, channels: int) -> 
     return None
 
 
-def _check_model_builds(model: str, args: dict[str, Any], where: str, dataset: str) -> None:
+def _check_model_builds(model: str, args: dict[str, Any], where: str, data: dict[str, Any]) -> None:
     """The model builds with ``args`` for the dataset's classes and channels (a shaped student is
     shaped from the trained teacher's weights, so it is built only when its job runs)."""
-    from pipeline.data import DATASET_SIZES
+    from pipeline.data import dataset_size
 
-    size = DATASET_SIZES.get(dataset)
+    size, dataset = dataset_size(data), data["dataset"]
     problem = _model_build_problem(model, json.dumps(args, sort_keys=True), size.classes, size.channels)
     if problem is not None:
         raise UserError(f"config error in {where}: model {model!r} cannot be built with {args} for {dataset} "
@@ -366,7 +367,7 @@ def _check_checkpoint(entry: dict[str, Any], where: str, config: dict[str, Any])
     again (its spec is model, model_args, checkpoint, gpus); ``torchvision`` only for a torchvision
     model on a dataset of ImageNet's 1000 classes and 3 channels. A path is checked where it is
     read (``pipeline.models.released.check_checkpoints``): a dry run plans without the file."""
-    from pipeline.data import DATASET_SIZES
+    from pipeline.data import dataset_size
     from pipeline.models.released import TORCHVISION, family
 
     for key in _TRAINING_KEYS:
@@ -380,7 +381,7 @@ def _check_checkpoint(entry: dict[str, Any], where: str, config: dict[str, Any])
     if entry["model_args"].get("groups", 1) != 1 or entry["model_args"].get("width_per_group", 64) != 64:
         raise UserError(f"config error in {where}.checkpoint: torchvision's {entry['model']} weights are for its "
                         f"own groups 1 and width_per_group 64; remove them from model_args")
-    size = DATASET_SIZES.get(config["data"]["dataset"])
+    size = dataset_size(config["data"])
     if (size.classes, size.channels) != (1000, 3):
         raise UserError(f"config error in {where}.checkpoint: torchvision's weights are ImageNet's (1000 classes, "
                         f"3 channels), not {config['data']['dataset']}'s ({size.classes} classes, {size.channels} "

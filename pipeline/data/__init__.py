@@ -4,7 +4,14 @@ sample's position there is its ``sample_index`` in every table.
 
 A dataset has no parameters of its own (its registered Params is ``NoParams``): what a config
 says about the data is its ``data`` section (root, download, train_limit, test_limit), the same for
-every dataset and checked by the JSON schema.
+every dataset and checked by the JSON schema. Datasets read from a user's files (``npz``,
+``image_folder``, ``tiny_imagenet``) also take some of ``DATA_OPTIONS`` (``data.path``,
+``data.image_size``, ``data.augment``), passed to their loader as keywords; ``DATASET_OPTIONS``
+says which each takes, and ``check_data`` refuses the others in one line.
+
+A dataset whose size is known only from its files registers a reader under
+``DATASET_SIZE_READERS`` (data section -> ``DatasetSize``) instead of a fixed ``DATASET_SIZES``
+entry; ``dataset_size(data)`` answers for every dataset.
 
 Adding a dataset: one file in this package with ``@DATASETS.register("name")``, its size under
 ``DATASET_SIZES`` (what the workflow sizes cluster jobs by, without reading the data), and its
@@ -12,12 +19,14 @@ import below.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from pipeline.data.splits import Augment, Dataset, Split, TensorSplit, hold_out
+from pipeline.errors import UserError
 from pipeline.registry import Registry
 from pipeline.seeding import torch_generator
 
@@ -37,6 +46,52 @@ class DatasetSize:
 
 
 DATASET_SIZES: Registry[DatasetSize] = Registry("dataset")
+# Sizes read from the files (data section -> DatasetSize), for datasets with no fixed size.
+DATASET_SIZE_READERS: Registry = Registry("dataset")
+# The data options (beyond root, download and the limits) a dataset's loader takes, and which of them it requires.
+DATA_OPTIONS = ("path", "image_size", "augment")
+DATASET_OPTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # name -> (accepted, required)
+
+
+def dataset_size(data: dict) -> DatasetSize:
+    """The size of the dataset a config's ``data`` section names: its registered ``DATASET_SIZES``
+    entry, or for a dataset read from a user's files, what its size reader finds there (cached
+    per path and options)."""
+    name = data["dataset"]
+    if name in DATASET_SIZE_READERS:
+        return _read_size(name, *(_frozen(data.get(k)) for k in ("root", *DATA_OPTIONS)))
+    return DATASET_SIZES.get(name)
+
+
+def _frozen(value):
+    return tuple(sorted(value.items())) if isinstance(value, dict) else value
+
+
+@functools.cache
+def _read_size(name, root, path, image_size, augment) -> DatasetSize:
+    data = {"dataset": name, "root": root, "path": path, "image_size": image_size,
+            "augment": dict(augment) if augment is not None else None}
+    return DATASET_SIZE_READERS.get(name)({k: v for k, v in data.items() if v is not None})
+
+
+def check_data(data: dict) -> None:
+    """A data section's options fit its dataset: one line naming an option the dataset does not
+    take, or one it needs and lacks."""
+    name = data["dataset"]
+    accepted, required = DATASET_OPTIONS.get(name, ((), ()))
+    for key in DATA_OPTIONS:
+        if key in data and data[key] is not None and key not in accepted:
+            takes = f"it takes {', '.join('data.' + k for k in accepted)}" if accepted else "it reads its own files"
+            raise UserError(f"config error in data.{key}: dataset {name!r} has no {key} ({takes})")
+    for key in required:
+        if data.get(key) is None:
+            raise UserError(f"config error in data.{key}: dataset {name!r} needs data.{key}")
+
+
+def data_options(data: dict) -> dict:
+    """The options of a data section its dataset's loader takes, as keywords."""
+    accepted, _ = DATASET_OPTIONS.get(data["dataset"], ((), ()))
+    return {k: data[k] for k in accepted if data.get(k) is not None}
 
 
 def load_dataset(
@@ -48,20 +103,22 @@ def load_dataset(
     validation_fraction: float = 0.0,
     validation_seed: int = 0,
     validation_stratified: bool = True,
+    options: dict | None = None,
 ) -> Dataset:
     """Load a registered dataset; ``train_limit``/``test_limit`` keep only the first n samples of
     a split (tiny runs), which changes the fingerprint, so such results never mix with full ones.
     ``validation_fraction`` > 0 holds out that share of the training samples for validation
     (``Dataset.held_out``, seeded by ``validation_seed``, per class when ``validation_stratified``),
-    the same for every stage of an experiment; it changes the fingerprint too."""
-    data = DATASETS.get(name)(Path(root) if root else None, download)
+    the same for every stage of an experiment; it changes the fingerprint too. ``options`` are the
+    data options the dataset takes (``data_options``: path, image_size, augment)."""
+    data = DATASETS.get(name)(Path(root) if root else None, download, **(options or {}))
     train = data.train.head(train_limit) if train_limit else data.train
     test = data.test.head(test_limit) if test_limit else data.test
     held_out = (hold_out(train.labels, validation_fraction, torch_generator(validation_seed, "validation"),
                          validation_stratified) if validation_fraction else torch.zeros(0, dtype=torch.long))
     if train is data.train and test is data.test and not len(held_out):
         return data
-    return Dataset(data.name, train, test, data.num_classes, data.in_channels, data.augment, held_out)
+    return Dataset(data.name, train, test, data.num_classes, data.in_channels, data.augment, held_out, data.classes)
 
 
 def check_files(data: dict) -> None:
@@ -69,9 +126,10 @@ def check_files(data: dict) -> None:
     are missing and ``data.download`` is off (with it on, the first job to need them downloads)."""
     if not data.get("download"):
         root = data.get("root")
-        DATASET_FOLDERS.get(data["dataset"])(Path(root) if root else None, False)
+        DATASET_FOLDERS.get(data["dataset"])(Path(root) if root else None, False, **data_options(data))
 
 
-from pipeline.data import cifar, fashion_mnist, imagenet, svhn  # noqa: E402,F401
+from pipeline.data import cifar, fashion_mnist, image_folder, imagenet, npz, svhn, tiny_imagenet  # noqa: E402,F401
 
-__all__ = ["DATASETS", "DATASET_FOLDERS", "DATASET_SIZES", "check_files", "Augment", "DatasetSize", "Dataset", "Split", "TensorSplit", "load_dataset"]
+__all__ = ["DATASETS", "DATASET_FOLDERS", "DATASET_SIZES", "DATASET_SIZE_READERS", "DATASET_OPTIONS", "check_data",
+           "check_files", "data_options", "dataset_size", "Augment", "DatasetSize", "Dataset", "Split", "TensorSplit", "load_dataset"]

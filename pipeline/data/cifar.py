@@ -28,6 +28,9 @@ class CifarFormat:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     torchvision_class: str  # used only to download
+    meta: str = ""  # the archive's file of class names, and its key
+    names_key: bytes = b""
+    classes: tuple[str, ...] = ()  # the names when the meta file is absent (CIFAR-10's are fixed)
 
 
 CIFAR10 = CifarFormat(
@@ -40,6 +43,9 @@ CIFAR10 = CifarFormat(
     (0.4914, 0.4822, 0.4465),
     (0.2470, 0.2435, 0.2616),
     "CIFAR10",
+    "batches.meta",
+    b"label_names",
+    ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 )
 CIFAR100 = CifarFormat(
     "CIFAR-100",
@@ -51,6 +57,8 @@ CIFAR100 = CifarFormat(
     (0.5071, 0.4865, 0.4409),
     (0.2673, 0.2564, 0.2762),
     "CIFAR100",
+    "meta",
+    b"fine_label_names",
 )
 
 
@@ -83,6 +91,20 @@ def read_batches(folder: Path, names: tuple[str, ...], fmt: CifarFormat) -> Tens
     )
 
 
+def class_names(folder: Path, fmt: CifarFormat) -> tuple[str, ...]:
+    """The class names of the archive's meta file, else ``fmt.classes`` (none for CIFAR-100)."""
+    path = folder / fmt.meta
+    if path.exists() or path.with_name(path.name + ".gz").exists():
+        try:
+            with open_maybe_gzipped(path) as f:
+                names = pickle.load(f, encoding="bytes")[fmt.names_key]
+            if len(names) == fmt.num_classes:
+                return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+        except Exception:  # an unreadable meta file: the names are only labels, fall back
+            pass
+    return fmt.classes
+
+
 def cifar_folder(fmt: CifarFormat, root: Path | None, download: bool) -> Path:
     candidates = [root, root / fmt.folder] if root else []
 
@@ -111,6 +133,7 @@ def load_cifar(name: str, fmt: CifarFormat, root: Path | None, download: bool) -
         fmt.num_classes,
         3,
         Augment(crop_padding=4, flip=True),
+        classes=class_names(folder, fmt),
     )
 
 

@@ -18,6 +18,7 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 MEAN, STD = (0.2860,), (0.3530,)
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -69,4 +70,5 @@ def fashion_mnist(root: Path | None, download: bool) -> Dataset:
         x = torch.from_numpy(read_idx(folder / images).copy()).unsqueeze(1)
         y = torch.from_numpy(read_idx(folder / labels).astype(np.int64))
         splits[split] = TensorSplit(x, y, MEAN, STD)
-    return Dataset("fashion_mnist", splits["train"], splits["test"], 10, 1, Augment(crop_padding=2, flip=True))
+    return Dataset("fashion_mnist", splits["train"], splits["test"], 10, 1, Augment(crop_padding=2, flip=True),
+                   classes=CLASSES)

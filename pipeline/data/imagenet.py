@@ -160,4 +160,5 @@ def imagenet(root: Path | None, download: bool) -> Dataset:
             f"{folder / 'val'} has {len(test.classes)} class folders that differ from the "
             f"{len(train.classes)} in {folder / 'train'}; sort val into the same <wnid> folders as train"
         )
-    return Dataset("imagenet", train, test, len(train.classes), 3, Augment(crop_padding=0, flip=True))
+    return Dataset("imagenet", train, test, len(train.classes), 3, Augment(crop_padding=0, flip=True),
+                   classes=tuple(train.classes))

@@ -101,6 +101,18 @@ class TensorSplit:
             yield x.float().div_(255).sub_(mean).div_(std), labels[idx], idx
 
 
+@dataclass
+class PixelSplit(TensorSplit):
+    """A ``TensorSplit`` read from a user's files, whose fingerprint includes a hash of its pixels:
+    other images under the same shapes and labels are other data."""
+
+    def head(self, n: int) -> "PixelSplit":
+        return PixelSplit(self.images[:n], self.labels[:n], self.mean, self.std)
+
+    def fingerprint_parts(self) -> list[bytes]:
+        return [*super().fingerprint_parts(), hashlib.sha256(self.images.contiguous().numpy().tobytes()).digest()]
+
+
 @dataclass(frozen=True)
 class Views:
     """Fixed augmentations, one per sample: the offsets of its crop in the padded image
@@ -159,15 +171,30 @@ class Dataset:
     # stay in ``train`` (a sample's index is its position in the official split) but no stage
     # trains on, scores or selects them.
     held_out: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    # Class names from the data, by label (empty: none known). Not part of the fingerprint: names
+    # change no sample or label (a dataset read from files records them in its splits' parts).
+    classes: tuple[str, ...] = ()
     fingerprint: str = field(init=False)
 
     def __post_init__(self):
+        self.classes = tuple(str(c) for c in self.classes)
+        if self.classes and len(self.classes) != self.num_classes:
+            raise ValueError(f"{len(self.classes)} class names for {self.num_classes} classes")
         h = hashlib.sha256(self.name.encode())
         for part in self.train.fingerprint_parts() + self.test.fingerprint_parts():
             h.update(part)
         if len(self.held_out):  # other held-out samples, other data (no split: the fingerprint as before)
             h.update(b"held_out" + self.held_out.numpy().astype("<i8").tobytes())
         self.fingerprint = h.hexdigest()[:16]
+
+    def class_name(self, label: int) -> str:
+        """The name of class ``label``, or "class <label>" where the data names none."""
+        label = int(label)
+        return self.classes[label] if 0 <= label < len(self.classes) else f"class {label}"
+
+    def class_names(self) -> list[str]:
+        """Every class's name, by label."""
+        return [self.class_name(c) for c in range(self.num_classes)]
 
     @property
     def train_indices(self) -> torch.Tensor:

@@ -81,4 +81,5 @@ def svhn(root: Path | None, download: bool) -> Dataset:
         10,
         3,
         Augment(crop_padding=4, flip=False),  # digits must not be mirrored
+        classes=tuple(str(d) for d in range(10)),  # label d is the digit d (10 read as 0)
     )

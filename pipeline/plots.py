@@ -201,7 +201,8 @@ def score_histograms(scores: dict[str, pd.DataFrame], path: str, bins: int = 30)
 
 def gallery(images: dict[int, np.ndarray], picks: pd.DataFrame, title: str, path: str) -> None:
     """A grid of samples: a row per (scorer, class) of ``picks``, a column per (group, rank) in
-    their order there; ``images`` maps sample_index to an (H, W) or (H, W, 3) array in [0, 1]."""
+    their order there; ``images`` maps sample_index to an (H, W) or (H, W, 3) array in [0, 1]. A
+    row is labelled by its class's name where ``picks`` has a ``class_name`` column, else "class <label>"."""
     rows = list(dict.fromkeys(zip(picks["scorer"], picks["label"])))
     columns = list(dict.fromkeys(zip(picks["group"], picks["rank"])))
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.3 * len(columns) + 1, 1.4 * len(rows) + 0.6),
@@ -215,7 +216,8 @@ def gallery(images: dict[int, np.ndarray], picks: pd.DataFrame, title: str, path
         ax.set_xlabel(f"#{pick.sample_index} {pick.score:.3g}", fontsize=6)
     for ax, (group, rank) in zip(axes[0], columns):
         ax.set_title(f"{group}\n{rank}", fontsize=8)
+    names = dict(zip(picks["label"], picks["class_name"])) if "class_name" in picks else {}
     for ax, (scorer, label) in zip(axes[:, 0], rows):
-        ax.set_ylabel(f"{scorer}\nclass {label}", fontsize=8)
+        ax.set_ylabel(f"{scorer}\n{names.get(label) or f'class {label}'}", fontsize=8)
     fig.suptitle(title, fontsize=9)
     save(fig, path)

@@ -42,6 +42,9 @@ SCORES_SUMMARY = {"scorer": "str", "other": "str", "label": "Int64", "statistic"
 EPOCHS = {**RUN_KEYS, "epoch": "int64", "lr": "float64", "steps": "int64", "sample_steps": "int64",
           "train_loss": "float64", "train_acc": "float64", "test_acc": "float64", "test_loss": "float64",
           "val_acc": "float64", "val_loss": "float64", "seconds": "float64", "images_per_second": "float64"}
+# class_name: the data's name of the class ("class <label>" where it names none; absent in tables
+# written before class names)
+PER_CLASS = {**RUN_KEYS, "label": "int64", "class_name": "str", "samples": "int64", "accuracy": "float64"}
 SUMMARY = {
     "experiment": "str", "dataset": "str", "teacher": "str", "teacher_test_acc": "float64",
     "teacher_sparsity": "float64", "student": "str", "student_params": "int64", "teacher_outputs": "str",
@@ -85,6 +88,12 @@ def epochs(results: str | Path) -> pd.DataFrame:
     """One row per student run and epoch (``EPOCHS``); ``test_acc`` is missing in epochs not
     evaluated (``train.eval_every``)."""
     return _typed(pd.read_parquet(Path(results) / "epochs.parquet"), EPOCHS)
+
+
+def per_class(results: str | Path) -> pd.DataFrame:
+    """One row per student run and class (``PER_CLASS``): the final model's test accuracy on the
+    class's ``samples`` (NaN for a class without test samples)."""
+    return _typed(pd.read_parquet(Path(results) / "per_class.parquet"), PER_CLASS)
 
 
 def scores(results: str | Path) -> pd.DataFrame:

@@ -245,7 +245,10 @@ def test_options_only_where_the_dataset_takes_them():
         check_data({"dataset": "npz", "path": "x.npz", "image_size": 32})
     with pytest.raises(UserError, match=r"^config error in data.image_size: dataset 'image_folder' needs data.image_size$"):
         check_data({"dataset": "image_folder", "path": "tree"})
-    check_data({"dataset": "npz", "path": "x.npz", "augment": {"flip": False}})
+    with pytest.raises(UserError, match=r"^config error in data.download: dataset 'image_folder' reads your own files"):
+        check_data({"dataset": "image_folder", "path": "tree", "image_size": 32, "download": True})
+    check_data({"dataset": "npz", "path": "x.npz", "augment": {"flip": False}, "download": False})
+    check_data({"dataset": "tiny_imagenet", "download": True})
     assert data_options({"dataset": "npz", "path": "x.npz", "root": "data", "augment": None}) == {"path": "x.npz"}
 
 
@@ -308,3 +311,72 @@ def test_dataset_class_names_must_match_the_classes():
     assert plain.class_names() == ["class 0", "class 1"] and named.class_names() == ["a", "b"]
     with pytest.raises(ValueError, match="3 class names for 2 classes"):
         Dataset("d", split, split, 2, 1, Augment(), classes=("a", "b", "c"))
+
+
+def test_stages_on_npz_data_name_the_classes(tmp_path, monkeypatch):
+    """teacher, random scores, a subset, a student and the galleries on a user's arrays: the
+    student's per-class table and the gallery rows carry the file's class names."""
+    import json
+
+    from pipeline import plots
+    from pipeline.io import read_meta, read_table
+    from pipeline.results import PER_CLASS
+    from pipeline.stages import galleries, scores, students, subsets, teachers
+
+    write_npz(tmp_path / "mine.npz", n_train=30, n_test=9, shape=(16, 16), classes=("ant", "bee", "cow"))
+    data = {"dataset": "npz", "root": None, "path": str(tmp_path / "mine.npz")}
+    train = {"epochs": 1, "batch_size": 16}
+    t = {name: tmp_path / name for name in ("model.pt", "epochs.parquet", "dynamics.parquet", "logits.pt", "class_std.parquet")}
+    teachers.main(["--spec", json.dumps({"data": data, "device": "cpu", "name": "t", "teacher": {
+        "model": "cnn", "model_args": {"width": 2}, "train": train, "seed": 0}}), "--threads", "1",
+        "--model-out", str(t["model.pt"]), "--epochs-out", str(t["epochs.parquet"]), "--dynamics-out",
+        str(t["dynamics.parquet"]), "--logits-out", str(t["logits.pt"]), "--class-std-out", str(t["class_std.parquet"])])
+    score_file, subset_file = tmp_path / "random.parquet", tmp_path / "subset.parquet"
+    scores.main(["--spec", json.dumps({"data": data, "device": "cpu", "scorer": "random", "params": {}, "seed": 0,
+                                       "batch_size": 32}), "--threads", "1", "--teacher", str(t["model.pt"]),
+                 "--dynamics", str(t["dynamics.parquet"]), "--teacher-logits", str(t["logits.pt"]),
+                 "--proxies", str(t["model.pt"]), "--output", str(score_file)])
+    subsets.main(["--spec", json.dumps({"scorer": "random", "data": data, "selector": "hardest", "keep_fraction": 0.5,
+                                        "class_balanced": True, "seed": 0, "params": {}}),
+                  "--scores", str(score_file), "--output", str(subset_file)])
+    out = [tmp_path / "student" / name for name in ("epochs.parquet", "run.parquet", "model.pt", "per_class.parquet")]
+    students.main(["--spec", json.dumps({"experiment": "x", "data": data, "device": "cpu", "seed": 0,
+                                         "student": {"model": "cnn", "model_args": {"width": 2}, "train": train},
+                                         "distillation": {"name": "labels", "loss": "ce"}}),
+                   "--subset", str(subset_file), "--epochs-out", str(out[0]), "--run-out", str(out[1]),
+                   "--model-out", str(out[2]), "--per-class-out", str(out[3])])
+    per_class = read_table(out[3])[0]
+    assert per_class["class_name"].tolist() == ["ant", "bee", "cow"] and per_class["samples"].tolist() == [3, 3, 3]
+    assert list(per_class.columns) == [c for c in PER_CLASS if c in per_class.columns]
+    assert read_meta(out[3])["dataset_fingerprint"] == load(data).fingerprint
+
+    shown = {}
+    monkeypatch.setattr(plots, "gallery", lambda images, picks, title, path: shown.update(picks=picks, images=images))
+    galleries.main(["--spec", json.dumps({"experiment": "x", "data": data}), "--scores", str(score_file),
+                    "--subsets", str(subset_file), "--folder", str(tmp_path / "gallery")])
+    picks = shown["picks"]
+    assert dict(zip(picks["label"], picks["class_name"])) == {0: "ant", 1: "bee", 2: "cow"}
+    assert all(image.shape == (16, 16) for image in shown["images"].values())
+
+
+def test_gallery_rows_are_labelled_by_class_name(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from pipeline import plots
+
+    labels = []
+    real_subplots = plots.plt.subplots
+
+    def subplots(*args, **kwargs):
+        fig, axes = real_subplots(*args, **kwargs)
+        labels.append(axes)
+        return fig, axes
+
+    monkeypatch.setattr(plots.plt, "subplots", subplots)
+    picks = pd.DataFrame({"label": [0, 1], "group": ["kept", "kept"], "rank": ["hardest", "hardest"],
+                          "sample_index": [0, 1], "score": [1.0, 0.5], "scorer": ["el2n", "el2n"]})
+    images = {0: np.zeros((4, 4)), 1: np.ones((4, 4))}
+    plots.gallery(images, picks.assign(class_name=["T-shirt/top", "Trouser"]), "t", str(tmp_path / "a.png"))
+    assert [ax.get_ylabel() for ax in labels[-1][:, 0]] == ["el2n\nT-shirt/top", "el2n\nTrouser"]
+    plots.gallery(images, picks, "t", str(tmp_path / "b.png"))  # no names: as before
+    assert [ax.get_ylabel() for ax in labels[-1][:, 0]] == ["el2n\nclass 0", "el2n\nclass 1"]

@@ -51,6 +51,7 @@ DATASET_SIZE_READERS: Registry = Registry("dataset")
 # The data options (beyond root, download and the limits) a dataset's loader takes, and which of them it requires.
 DATA_OPTIONS = ("path", "image_size", "augment")
 DATASET_OPTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # name -> (accepted, required)
+USER_DATASETS: set[str] = set()  # read from the user's own files at data.path: nothing to download
 
 
 def dataset_size(data: dict) -> DatasetSize:
@@ -86,6 +87,9 @@ def check_data(data: dict) -> None:
     for key in required:
         if data.get(key) is None:
             raise UserError(f"config error in data.{key}: dataset {name!r} needs data.{key}")
+    if data.get("download") and name in USER_DATASETS:
+        raise UserError(f"config error in data.download: dataset {name!r} reads your own files at data.path, "
+                        "nothing can be downloaded; remove data.download")
 
 
 def data_options(data: dict) -> dict:
@@ -131,5 +135,5 @@ def check_files(data: dict) -> None:
 
 from pipeline.data import cifar, fashion_mnist, image_folder, imagenet, npz, svhn, tiny_imagenet  # noqa: E402,F401
 
-__all__ = ["DATASETS", "DATASET_FOLDERS", "DATASET_SIZES", "DATASET_SIZE_READERS", "DATASET_OPTIONS", "check_data",
+__all__ = ["DATASETS", "DATASET_FOLDERS", "DATASET_SIZES", "DATASET_SIZE_READERS", "DATASET_OPTIONS", "USER_DATASETS", "check_data",
            "check_files", "data_options", "dataset_size", "Augment", "DatasetSize", "Dataset", "Split", "TensorSplit", "load_dataset"]

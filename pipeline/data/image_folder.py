@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.data import DATASET_FOLDERS, DATASET_OPTIONS, DATASET_SIZE_READERS, DATASETS, DatasetSize
+from pipeline.data import DATASET_FOLDERS, DATASET_OPTIONS, USER_DATASETS, DATASET_SIZE_READERS, DATASETS, DatasetSize
 from pipeline.data.images import decode_all, fits_in_memory
 from pipeline.data.imagenet import FolderSplit
 from pipeline.data.npz import channel_stats, resolve, standard_augment
@@ -25,6 +25,7 @@ from pipeline.errors import UserError
 
 LAYOUT = "<data.path>/train/<class>/<image> and <data.path>/test/<class>/<image>"
 DATASET_OPTIONS["image_folder"] = (("path", "image_size", "augment"), ("path", "image_size"))
+USER_DATASETS.add("image_folder")
 
 
 @DATASET_FOLDERS.register("image_folder")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data import DATASET_FOLDERS, DATASET_OPTIONS, DATASET_SIZE_READERS, DATASETS, DatasetSize
+from pipeline.data import DATASET_FOLDERS, DATASET_OPTIONS, USER_DATASETS, DATASET_SIZE_READERS, DATASETS, DatasetSize
 from pipeline.data.splits import Augment, Dataset, PixelSplit
 from pipeline.errors import UserError
 
@@ -155,6 +155,7 @@ def class_names(arrays, path: Path) -> tuple[str, ...]:
 
 
 DATASET_OPTIONS["npz"] = OPTIONS  # accepted, required
+USER_DATASETS.add("npz")
 
 
 @DATASETS.register("npz")

@@ -1,10 +1,12 @@
 """Galleries of what the selectors keep: one image per selector, at one keep fraction, with a row
 per (scorer the selector draws from, class) of the hardest, medium and easiest samples by score
-among the kept samples and among the pruned ones, each under its sample index and score."""
+among the kept samples and among the pruned ones, each under its sample index and score; a row is
+labelled by its class's name where the data names its classes."""
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,8 +49,9 @@ def display_images(split: Split, indices: list[int]) -> dict[int, np.ndarray]:
 
 
 def write_galleries(subsets: list[pd.DataFrame], scores: dict[str, pd.DataFrame], split: Split, folder: str,
-                    experiment: str) -> None:
-    """One image per selector: a row per (scorer, class) for each scorer the selector draws from."""
+                    experiment: str, class_names: Sequence[str] = ()) -> None:
+    """One image per selector: a row per (scorer, class) for each scorer the selector draws from,
+    labelled by ``class_names[label]`` (by label; "class <label>" where none is given)."""
     for selector, group in pd.concat(subsets).groupby("selector", sort=False):
         picks = []
         for scorer, kept in group.groupby("scorer", sort=False):
@@ -56,6 +59,7 @@ def write_galleries(subsets: list[pd.DataFrame], scores: dict[str, pd.DataFrame]
             classes = sorted(table["label"].unique())[:GALLERY_CLASSES]
             picks.append(gallery_picks(table, kept["sample_index"].to_numpy(), classes).assign(scorer=scorer))
         picks = pd.concat(picks, ignore_index=True)
+        picks["class_name"] = [class_names[c] if 0 <= c < len(class_names) else f"class {c}" for c in picks["label"]]
         title = (f"{experiment}: selector {selector}, keep fraction {group['keep_fraction'].iloc[0]:g}; "
                  "under each image its sample index and score (higher = harder)")
         plots.gallery(display_images(split, sorted(set(picks["sample_index"]))), picks, title,
@@ -77,7 +81,7 @@ def main(argv=None):
         table = read_scores(path, dataset.fingerprint)
         scores[table["scorer"].iloc[0]] = table
     write_galleries([read_subset(path, dataset.fingerprint) for path in args.subsets], scores, dataset.train,
-                    args.folder, spec["experiment"])
+                    args.folder, spec["experiment"], dataset.class_names())
 
 
 def read_scores(path: str, fingerprint: str) -> pd.DataFrame:

@@ -1,6 +1,10 @@
-"""The per-sample training dynamics record: margins and the long table forgetting and AUM read."""
+"""The per-sample training dynamics record: margins, true-class probabilities, prediction changes
+and the long table forgetting, AUM, dynamic uncertainty, TDDS and DUAL read."""
+import math
+
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from tiny import CPU
 
@@ -28,7 +32,8 @@ def test_dynamics_long_table():
     dyn.update(1, torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.25]]), labels[[1, 2]], torch.tensor([1, 2]))
     dyn.update(1, torch.tensor([[4.0, 1.0, 3.0]]), labels[[0]], torch.tensor([0]))
     frame = dyn.to_frame()  # epochs numbered from 1, as in the per-epoch metrics
-    assert list(frame.columns) == ["sample_index", "epoch", "correct", "margin"]
+    assert list(frame.columns) == ["sample_index", "epoch", "correct", "margin", "true_prob", "prob_change"]
+    assert frame["true_prob"].dtype == np.float32 and frame["prob_change"].dtype == np.float32
     # (epoch, sample): logits, label -> correct (argmax == label), margin z_y - max_{k!=y} z_k
     #   (0, 0): [0.5, 2, 1], y=0 -> False, 0.5 - 2 = -1.5
     #   (0, 1): [1, 1.5, -1], y=1 -> True, 1.5 - 1 = 0.5
@@ -44,9 +49,34 @@ def test_dynamics_long_table():
             "margin": np.array([-1.5, 0.5, 2.0, 1.0, -2.0, 0.25], dtype="float32"),
         }
     )
-    pd.testing.assert_frame_equal(frame, expected, check_dtype=False)
+    pd.testing.assert_frame_equal(frame[expected.columns], expected, check_dtype=False)
     assert frame["epoch"].dtype == np.int32
     assert frame["correct"].dtype == bool
     # the Forgetting scorer's view of it: sample 0 [F, T] -> 0, 1 [T, F] -> 1, 2 [T, T] -> 0
     pivot = frame.pivot(index="sample_index", columns="epoch", values="correct").sort_index()
     assert forgetting_counts(pivot.to_numpy(dtype=bool)).tolist() == [0, 1, 0]
+
+
+def test_true_prob_and_prob_change_hand_values():
+    """p_y from the same logits as the margin; the change sum_c |p_c log(p_c / p'_c)| from the
+    sample's softmax in the previous epoch, NaN at epoch 1 and where the previous epoch skipped it."""
+    ln3 = math.log(3.0)
+    dyn = Dynamics(num_samples=2, epochs=3, device=CPU)
+    labels = torch.tensor([0, 1])
+    dyn.update(0, torch.tensor([[0.0, 0.0], [ln3, 0.0]]), labels, torch.tensor([0, 1]))  # p = [.5 .5], [.75 .25]
+    dyn.update(1, torch.tensor([[ln3, 0.0]]), labels[[0]], torch.tensor([0]))  # sample 0: [.75 .25]; 1 skipped
+    resumed = Dynamics(num_samples=2, epochs=3, device=CPU)  # the record survives a resume
+    resumed.load_state_dict(dyn.state_dict())
+    resumed.update(2, torch.tensor([[0.0, 0.0], [0.0, ln3]]), labels, torch.tensor([0, 1]))  # [.5 .5], [.25 .75]
+    frame = resumed.to_frame().set_index(["epoch", "sample_index"])
+    #   (1, 0): p_y .5;  (1, 1): p_y .25;  (2, 0): p_y .75;  (3, 0): .5;  (3, 1): .75
+    assert frame["true_prob"].to_dict() == pytest.approx({(1, 0): 0.5, (1, 1): 0.25, (2, 0): 0.75, (3, 0): 0.5,
+                                                          (3, 1): 0.75})
+    # (2, 0): [.5 .5] -> [.75 .25]: .75 ln(.75/.5) + .25 |ln(.25/.5)| = .75 ln 1.5 + .25 ln 2
+    # (3, 0): [.75 .25] -> [.5 .5]: .5 |ln(.5/.75)| + .5 ln(.5/.25) = .5 ln 1.5 + .5 ln 2
+    # (1, *): no previous epoch; (3, 1): last presented at epoch 1, not 2
+    change = frame["prob_change"]
+    assert change[(2, 0)] == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(2), rel=1e-5)
+    assert change[(3, 0)] == pytest.approx(0.5 * math.log(1.5) + 0.5 * math.log(2), rel=1e-5)
+    assert change[[(1, 0), (1, 1), (3, 1)]].isna().all()
+    assert frame.loc[(2, 0), "margin"] == pytest.approx(ln3)  # from the same logits

@@ -170,7 +170,8 @@ def test_a_loaded_teacher_writes_what_a_trained_one_does_from_the_weights_it_was
     assert torch.allclose(load_class_logit_std(out["class_std.parquet"], data.fingerprint),
                           class_logit_std(train_logits, data.train.labels, 10), atol=1e-5)
     dynamics, dynamics_meta = read_table(out["dynamics.parquet"])
-    assert len(dynamics) == 0 and list(dynamics.columns) == ["sample_index", "epoch", "correct", "margin"]
+    assert len(dynamics) == 0 and list(dynamics.columns) == ["sample_index", "epoch", "correct", "margin",
+                                                             "true_prob", "prob_change"]
     assert dynamics_meta["checkpoint"]["sha256"] == meta["checkpoint"]["sha256"]
 
     loaded, spec = load_model(out["model.pt"], data.fingerprint)  # this run's data now, not the file's

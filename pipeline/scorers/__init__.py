@@ -117,4 +117,17 @@ def build_scorer(name: str, params: dict[str, Any] | None = None, where: str | N
     return SCORERS.get(name)(name, SCORERS.params(name, params, where))
 
 
-from pipeline.scorers import aum, el2n, entropy, forgetting, grand, least_confidence, margin, random, teacher_ce  # noqa: E402,F401
+from pipeline.scorers import (  # noqa: E402,F401
+    aum,
+    dual,
+    dyn_unc,
+    el2n,
+    entropy,
+    forgetting,
+    grand,
+    least_confidence,
+    margin,
+    random,
+    tdds,
+    teacher_ce,
+)

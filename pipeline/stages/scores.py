@@ -91,7 +91,11 @@ def load_needs(needs, given: dict, fingerprint: str) -> dict:
 
 
 def read_dynamics(path: str | Path, fingerprint: str) -> pd.DataFrame:
-    return read_table(path, "table of training dynamics", ("sample_index", "epoch", "correct", "margin"), fingerprint)[0]
+    """The columns every such table has; the ones added later are checked by the scorers that read
+    them (``pipeline.dynamics.per_epoch``), whose errors name the file (``attrs["path"]``)."""
+    frame = read_table(path, "table of training dynamics", ("sample_index", "epoch", "correct", "margin"), fingerprint)[0]
+    frame.attrs["path"] = str(path)
+    return frame
 
 
 # Each need's reader: every one refuses, in one line, a file of another kind or made from other data.

@@ -79,7 +79,8 @@ def load_data(data: dict[str, Any]) -> Dataset:
     """The dataset a spec's ``data`` section names."""
     return load_dataset(data["dataset"], data.get("root"), data.get("download", False),
                         data.get("train_limit"), data.get("test_limit"), data.get("validation_fraction", 0.0),
-                        data.get("validation_seed", 0), data.get("validation_stratified", True), data_options(data))
+                        data.get("validation_seed", 0), data.get("validation_stratified", True), data_options(data),
+                        data.get("label_noise"))
 
 
 def data_meta(dataset: Dataset) -> dict[str, Any]:

@@ -202,7 +202,8 @@ def score_histograms(scores: dict[str, pd.DataFrame], path: str, bins: int = 30)
 def gallery(images: dict[int, np.ndarray], picks: pd.DataFrame, title: str, path: str) -> None:
     """A grid of samples: a row per (scorer, class) of ``picks``, a column per (group, rank) in
     their order there; ``images`` maps sample_index to an (H, W) or (H, W, 3) array in [0, 1]. A
-    row is labelled by its class's name where ``picks`` has a ``class_name`` column, else "class <label>"."""
+    row is labelled by its class's name where ``picks`` has a ``class_name`` column, else "class <label>";
+    where ``picks`` has a ``noisy`` column, samples with a corrupted label are marked "noisy" in red."""
     rows = list(dict.fromkeys(zip(picks["scorer"], picks["label"])))
     columns = list(dict.fromkeys(zip(picks["group"], picks["rank"])))
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.3 * len(columns) + 1, 1.4 * len(rows) + 0.6),
@@ -213,7 +214,9 @@ def gallery(images: dict[int, np.ndarray], picks: pd.DataFrame, title: str, path
     for pick in picks.itertuples():
         ax = axes[rows.index((pick.scorer, pick.label)), columns.index((pick.group, pick.rank))]
         ax.imshow(images[pick.sample_index], cmap="gray", vmin=0, vmax=1)
-        ax.set_xlabel(f"#{pick.sample_index} {pick.score:.3g}", fontsize=6)
+        noisy = getattr(pick, "noisy", False)  # a corrupted label (data.label_noise): marked in red
+        ax.set_xlabel(f"#{pick.sample_index} {pick.score:.3g}" + (" noisy" if noisy else ""), fontsize=6,
+                      color="red" if noisy else "black")
     for ax, (group, rank) in zip(axes[0], columns):
         ax.set_title(f"{group}\n{rank}", fontsize=8)
     names = dict(zip(picks["label"], picks["class_name"])) if "class_name" in picks else {}

@@ -63,6 +63,7 @@ SUMMARY = {
     "worst_class_acc": "float64", "student_seconds": "float64", "pipeline_seconds": "float64",
     "full_data_seconds": "float64", "full_data_seconds_estimated": "boolean", "teacher_outputs_bytes": "Int64",
     "subset_draw": "Int64",
+    "noisy_share": "float64",  # share of the subset with a corrupted label (data.label_noise); NaN on clean data
 }
 
 

@@ -46,7 +46,7 @@ DELETE = object()
 
 BAD = [
     ("experimnt", "x", "unknown key 'experimnt'; allowed: checkpoint_every, data, device, distillation, experiment"),
-    ("data.datset", "x", "config error in data: unknown key 'datset'; allowed: augment, dataset, download, image_size, path, root"),
+    ("data.datset", "x", "config error in data: unknown key 'datset'; allowed: augment, dataset, download, image_size, label_noise, path, root"),
     ("data.dataset", "mnist", "unknown dataset 'mnist'; known: cifar10, cifar100, fashion_mnist, image_folder, imagenet, npz, svhn, tiny_imagenet"),
     ("teachers.cnn32.model", "resnet9", "unknown model 'resnet9'; known: cnn, mobilenetv2"),
     ("teachers.cnn32.train.epohcs", 3, "unknown key 'epohcs'; allowed: augment, batch_size, compile, epochs"),

@@ -108,21 +108,32 @@ def load_dataset(
     validation_seed: int = 0,
     validation_stratified: bool = True,
     options: dict | None = None,
+    label_noise: dict | None = None,
 ) -> Dataset:
     """Load a registered dataset; ``train_limit``/``test_limit`` keep only the first n samples of
     a split (tiny runs), which changes the fingerprint, so such results never mix with full ones.
     ``validation_fraction`` > 0 holds out that share of the training samples for validation
     (``Dataset.held_out``, seeded by ``validation_seed``, per class when ``validation_stratified``),
     the same for every stage of an experiment; it changes the fingerprint too. ``options`` are the
-    data options the dataset takes (``data_options``: path, image_size, augment)."""
+    data options the dataset takes (``data_options``: path, image_size, augment). ``label_noise``
+    (``{rate, kind, seed}``, ``pipeline.data.noise``) corrupts a seeded share of the training labels
+    (after the limits; the hold-out is drawn on the clean labels), keeping the clean ones on the
+    Dataset; the noisy labels change the fingerprint."""
     data = DATASETS.get(name)(Path(root) if root else None, download, **(options or {}))
     train = data.train.head(train_limit) if train_limit else data.train
     test = data.test.head(test_limit) if test_limit else data.test
     held_out = (hold_out(train.labels, validation_fraction, torch_generator(validation_seed, "validation"),
                          validation_stratified) if validation_fraction else torch.zeros(0, dtype=torch.long))
+    clean = None
+    if label_noise and label_noise.get("rate"):
+        from pipeline.data.noise import LabelNoise, corrupt, with_labels
+
+        clean = train.labels
+        train = with_labels(train, corrupt(clean, data.num_classes, LabelNoise(**label_noise)))
     if train is data.train and test is data.test and not len(held_out):
         return data
-    return Dataset(data.name, train, test, data.num_classes, data.in_channels, data.augment, held_out, data.classes)
+    return Dataset(data.name, train, test, data.num_classes, data.in_channels, data.augment, held_out, data.classes,
+                   clean)
 
 
 def check_files(data: dict) -> None:

@@ -174,6 +174,9 @@ class Dataset:
     # Class names from the data, by label (empty: none known). Not part of the fingerprint: names
     # change no sample or label (a dataset read from files records them in its splits' parts).
     classes: tuple[str, ...] = ()
+    # The training labels before ``data.label_noise`` corrupted some (None: no label noise); the
+    # noisy ones are ``train.labels``, which every stage trains on.
+    clean_labels: torch.Tensor | None = None
     fingerprint: str = field(init=False)
 
     def __post_init__(self):
@@ -195,6 +198,13 @@ class Dataset:
     def class_names(self) -> list[str]:
         """Every class's name, by label."""
         return [self.class_name(c) for c in range(self.num_classes)]
+
+    @property
+    def noisy(self) -> torch.Tensor:
+        """Whether each training sample's label was corrupted (bool, canonical order; all False without label noise)."""
+        if self.clean_labels is None:
+            return torch.zeros(len(self.train), dtype=torch.bool)
+        return self.train.labels != self.clean_labels
 
     @property
     def train_indices(self) -> torch.Tensor:

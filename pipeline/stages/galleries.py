@@ -49,9 +49,11 @@ def display_images(split: Split, indices: list[int]) -> dict[int, np.ndarray]:
 
 
 def write_galleries(subsets: list[pd.DataFrame], scores: dict[str, pd.DataFrame], split: Split, folder: str,
-                    experiment: str, class_names: Sequence[str] = ()) -> None:
+                    experiment: str, class_names: Sequence[str] = (), noisy: torch.Tensor | None = None) -> None:
     """One image per selector: a row per (scorer, class) for each scorer the selector draws from,
-    labelled by ``class_names[label]`` (by label; "class <label>" where none is given)."""
+    labelled by ``class_names[label]`` (by label; "class <label>" where none is given); with
+    ``noisy`` (a mask over the training set, data.label_noise) the samples whose label was
+    corrupted are marked."""
     for selector, group in pd.concat(subsets).groupby("selector", sort=False):
         picks = []
         for scorer, kept in group.groupby("scorer", sort=False):
@@ -60,6 +62,8 @@ def write_galleries(subsets: list[pd.DataFrame], scores: dict[str, pd.DataFrame]
             picks.append(gallery_picks(table, kept["sample_index"].to_numpy(), classes).assign(scorer=scorer))
         picks = pd.concat(picks, ignore_index=True)
         picks["class_name"] = [class_names[c] if 0 <= c < len(class_names) else f"class {c}" for c in picks["label"]]
+        if noisy is not None:
+            picks["noisy"] = noisy[torch.tensor(picks["sample_index"].to_numpy())].numpy()
         title = (f"{experiment}: selector {selector}, keep fraction {group['keep_fraction'].iloc[0]:g}; "
                  "under each image its sample index and score (higher = harder)")
         plots.gallery(display_images(split, sorted(set(picks["sample_index"]))), picks, title,
@@ -81,7 +85,8 @@ def main(argv=None):
         table = read_scores(path, dataset.fingerprint)
         scores[table["scorer"].iloc[0]] = table
     write_galleries([read_subset(path, dataset.fingerprint) for path in args.subsets], scores, dataset.train,
-                    args.folder, spec["experiment"], dataset.class_names())
+                    args.folder, spec["experiment"], dataset.class_names(),
+                    dataset.noisy if dataset.clean_labels is not None else None)
 
 
 def read_scores(path: str, fingerprint: str) -> pd.DataFrame:

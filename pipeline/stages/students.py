@@ -109,6 +109,8 @@ def main(argv=None):
         # model selection on the held-out validation samples (NaN without a validation split)
         **best_by_validation(evaluated),
         "n_train": len(indices),
+        # the share of the subset whose training label data.label_noise corrupted (NaN: clean data)
+        "noisy_share": float(data.noisy[indices].double().mean()) if data.clean_labels is not None else float("nan"),
         "infobatch_ratio": setting.infobatch.ratio if setting.infobatch else float("nan"),
         "infobatch_delta": setting.infobatch.delta if setting.infobatch else float("nan"),
         # samples actually trained on, and their share of what the same schedule costs on the full

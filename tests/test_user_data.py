@@ -380,3 +380,17 @@ def test_gallery_rows_are_labelled_by_class_name(tmp_path, monkeypatch):
     assert [ax.get_ylabel() for ax in labels[-1][:, 0]] == ["el2n\nT-shirt/top", "el2n\nTrouser"]
     plots.gallery(images, picks, "t", str(tmp_path / "b.png"))  # no names: as before
     assert [ax.get_ylabel() for ax in labels[-1][:, 0]] == ["el2n\nclass 0", "el2n\nclass 1"]
+
+
+def test_workflow_start_checks_the_users_files(tmp_path):
+    """check_files (run when the workflow loads) finds a missing file or tree in one line."""
+    from pipeline.data import check_files
+
+    with pytest.raises(UserError, match=r"^npz file .*none.npz not found; set data.path"):
+        check_files({"dataset": "npz", "root": None, "path": str(tmp_path / "none.npz"), "augment": {"flip": False}})
+    with pytest.raises(UserError, match=r"^image folder .* has no train or test/ folder"):
+        check_files({"dataset": "image_folder", "root": None, "path": str(tmp_path), "image_size": 8})
+    write_npz(tmp_path / "mine.npz")
+    check_files({"dataset": "npz", "root": str(tmp_path), "path": "mine.npz"})
+    write_tiny_imagenet(tmp_path / "t")
+    check_files({"dataset": "tiny_imagenet", "root": str(tmp_path / "t")})

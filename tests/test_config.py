@@ -52,7 +52,7 @@ BAD = [
     ("teachers.cnn32.train.epohcs", 3, "unknown key 'epohcs'; allowed: augment, batch_size, compile, epochs"),
     ("teachers.cnn32.gpus", 3, "config error in teachers.cnn32: train.batch_size 128 is not a multiple of gpus 3"),
     ("checkpoint_every", 0, "config error in checkpoint_every: 0 is less than the minimum of 1"),
-    ("scorers.el3n", {}, "unknown scorer 'el3n'; known: aum, el2n, entropy, forgetting, grand, least_confidence"),
+    ("scorers.el3n", {}, "unknown scorer 'el3n'; known: aum, dual, dyn_unc, el2n, entropy, forgetting, grand, least_confidence"),
     ("scorers.el2n", {"runs": 3}, "unknown parameter 'runs' for scorer 'el2n'; allowed: epoch"),
     ("scorers.grand", {"mode": "full", "runs": 3},
      "config error in scorers.grand: unknown parameter 'runs' for scorer 'grand'; allowed: epoch, mode, chunk_size"),

@@ -33,8 +33,9 @@ LN2, LN3 = math.log(2.0), math.log(3.0)
 
 
 def save(path, model, fingerprint):
-    save_model(path, model, {"model": "cnn", "model_args": {"width": 2}, "num_classes": 3, "in_channels": 1,
-                             "dataset_fingerprint": fingerprint, "test_acc": 0.5})
+    """A model as the teacher stage writes teachers and proxies (``stage: teacher``)."""
+    save_model(path, model, {"stage": "teacher", "model": "cnn", "model_args": {"width": 2}, "num_classes": 3,
+                             "in_channels": 1, "dataset_fingerprint": fingerprint, "test_acc": 0.5})
     return path
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline.data import Augment, Dataset, TensorSplit, load_dataset
+from pipeline.data import TensorSplit, load_dataset
 from pipeline.data.imagenet import FolderSplit
 from pipeline.data.noise import LabelNoise, corrupt, with_labels
 from pipeline.errors import UserError

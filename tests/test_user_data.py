@@ -2,7 +2,6 @@
 write; class names from the data; the sizes the workflow plans with."""
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np

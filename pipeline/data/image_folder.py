@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 
 from pipeline.data import DATASET_FOLDERS, DATASET_OPTIONS, USER_DATASETS, DATASET_SIZE_READERS, DATASETS, DatasetSize
 from pipeline.data.images import decode_all, fits_in_memory

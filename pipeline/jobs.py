@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.data import DATASET_SIZES
+from pipeline.data import dataset_size
 from pipeline.distillation import DistillSetting, base_teacher
 from pipeline.flops import model_flops
 from pipeline.params import parse_params
@@ -111,7 +111,7 @@ class Experiment:
         self.drawn = {(scorer, selector) for scorer, selector in self.selections
                       if config["selection"]["random_draws"] == "per_student_seed"
                       and (build_scorer(scorer, config["scorers"][scorer]).draws_at_random or draws_at_random(selector))}
-        self.size = DATASET_SIZES.get(config["data"]["dataset"])
+        self.size = dataset_size(config["data"])
         self.n_train = min(self.size.train, config["data"].get("train_limit") or self.size.train)
         # each shared job's spec, the jobs it reads, and what the config calls it
         self._specs: dict[Job, dict[str, Any]] = {}

@@ -1,17 +1,15 @@
 # What each job asks a cluster for (the SLURM profile turns these into sbatch options; locally they
 # only label the jobs). Training and scoring ask for one GPU unless the experiment says device: cpu;
 # selection and aggregation run on CPU. Memory scales with the dataset held in memory; the runtime
-# limit with the job's FLOPs (model FLOPs x images it trains on), at a deliberately low assumed
-# throughput and twice the estimate, so that a limit is only hit by a job that would never finish.
+# limit with the job's FLOPs (model FLOPs x images it trains on), at the config's throughput
+# (measured by pipeline.bench; by default a deliberately low one) and a margin over the estimate,
+# so that a limit is only hit by a job that would never finish.
 # Any of them can be overridden per rule in slurm/config.yaml (set-resources). Threads are here
 # too: like resources, and unlike params, they are no rerun trigger.
-from pipeline.data import DATASET_SIZES
-
 GPU = 0 if config["device"] == "cpu" else 1
-DATA_SIZE = DATASET_SIZES.get(config["data"]["dataset"])
-# Sustained FLOP/s assumed: well below what an A100/H100 reaches on CIFAR ResNets (10-30 TFLOP/s
-# in bf16), and about what 2 CPU cores do.
-FLOPS_PER_SECOND = 2e12 if GPU else 2e10
+DATA_SIZE = EXPERIMENT.size
+THROUGHPUT = config["throughput"]
+FLOPS_PER_SECOND = THROUGHPUT["gpu_flops_per_second" if GPU else "cpu_flops_per_second"]
 HOST_MEM_MB = 4096 + (
     3 * EXPERIMENT.n_train * DATA_SIZE.channels * DATA_SIZE.image_size**2 >> 20
     if DATA_SIZE.in_memory
@@ -20,8 +18,12 @@ HOST_MEM_MB = 4096 + (
 
 
 def runtime_minutes(flops):
-    """Twice the estimated time, plus 15 minutes for start-up, data loading and evaluation."""
-    return int(15 + 2 * flops / FLOPS_PER_SECOND / 60)
+    """The margin times the estimated time, plus the minutes for start-up, data loading and
+    evaluation."""
+    return int(
+        THROUGHPUT["startup_minutes"]
+        + THROUGHPUT["margin"] * flops / FLOPS_PER_SECOND / 60
+    )
 
 
 def runtime(rule):

@@ -2,9 +2,10 @@
 
 For each config, a dry run of the whole workflow (``snakemake -n --forceall``) lists its jobs; the
 table gives their number per rule and the GPU-hours the cluster resources' FLOP model estimates
-(``workflow/rules/resources.smk``: model FLOPs x images trained, at an assumed 2 TFLOP/s). Each job's
-runtime limit there is 15 minutes + twice that estimate, so the estimate is read back from the
-limits as (runtime - 15) / 2 minutes per job and GPU: the same model, to within half a minute a job.
+(``workflow/rules/resources.smk``: model FLOPs x images trained, at the config's ``throughput``, by
+default an assumed 2 TFLOP/s). Each job's runtime limit there is ``startup_minutes`` + ``margin`` x
+that estimate, so the estimate is read back from the limits as (runtime - startup) / margin minutes
+per job and GPU: the same model, to within a minute a job.
 
 With several configs, a last row plans them run together: a job whose outputs another config's
 job makes too (a teacher, its cached outputs, proxies or scores of the same spec, kept in
@@ -19,7 +20,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import yaml
+
 from pipeline.cli import stage
+from pipeline.config import validate_config
 from pipeline.errors import UserError
 
 SNAKEFILE = Path(__file__).resolve().parent.parent / "workflow" / "Snakefile"
@@ -55,16 +59,25 @@ def jobs_with_outputs(output: str) -> list[tuple[str, dict[str, str], str]]:
     return found
 
 
-def gpu_hours(planned: list[tuple[str, dict[str, str]]]) -> float:
-    """The FLOP model's estimate summed over the jobs that ask for GPUs."""
-    minutes = sum(int(r.get("gpu", 0)) * max(int(r.get("runtime", 15)) - 15, 0) / 2 for _, r in planned)
+def gpu_hours(planned: list[tuple[str, dict[str, str]]], startup_minutes: float = 15, margin: float = 2) -> float:
+    """The FLOP model's estimate summed over the jobs that ask for GPUs (their limits less the
+    config's ``throughput.startup_minutes``, over its ``margin``)."""
+    minutes = sum(int(r.get("gpu", 0)) * max(int(r.get("runtime", startup_minutes)) - startup_minutes, 0) / margin
+                  for _, r in planned)
     return minutes / 60
 
 
-def row(name: str, planned: list[tuple[str, dict[str, str]]]) -> str:
+def throughput(config: str) -> dict[str, float]:
+    """The startup_minutes and margin of a config's runtime limits."""
+    with open(config) as f:
+        section = validate_config(yaml.safe_load(f))["throughput"]
+    return {"startup_minutes": section["startup_minutes"], "margin": section["margin"]}
+
+
+def row(name: str, planned: list[tuple[str, dict[str, str]]], limits: dict[str, float]) -> str:
     counts = Counter(rule for rule, _ in planned)
     per_rule = ", ".join(f"{n} {rule}" for rule, n in sorted(counts.items()))
-    return f"| {name} | {len(planned)} ({per_rule}) | {gpu_hours(planned):,.0f} |"
+    return f"| {name} | {len(planned)} ({per_rule}) | {gpu_hours(planned, **limits):,.0f} |"
 
 
 def together(plans: list[list[tuple[str, dict[str, str], str]]]) -> list[tuple[str, dict[str, str]]]:
@@ -79,12 +92,14 @@ def main(argv=None):
     p.add_argument("configs", nargs="+", help="experiment configs")
     args = p.parse_args(argv)
     print("| config | jobs | estimated GPU-hours |\n|---|---|---|")
-    plans = []
-    for config in args.configs:
+    plans, limits = [], [throughput(config) for config in args.configs]
+    for config, config_limits in zip(args.configs, limits):
         plans.append(jobs_with_outputs(dry_run(config)))
-        print(row(f"`{config}`", [(rule, resources) for rule, resources, _ in plans[-1]]), flush=True)
+        print(row(f"`{config}`", [(rule, resources) for rule, resources, _ in plans[-1]], config_limits), flush=True)
     if len(plans) > 1:
-        print(row(f"all {len(plans)} together (shared jobs once)", together(plans)))
+        if any(config_limits != limits[0] for config_limits in limits):
+            raise UserError("the configs' throughput.startup_minutes and margin differ: plan them together only when equal")
+        print(row(f"all {len(plans)} together (shared jobs once)", together(plans), limits[0]))
 
 
 if __name__ == "__main__":

@@ -289,11 +289,12 @@ def test_changing_the_student_training_reruns_the_students_only(finished, base_c
     assert {triggers(jobs[j]) for j in plan(base_config)["students"]} == {params_changed}
 
 
-def test_changing_checkpoint_every_reruns_nothing(finished, base_config, tmp_path):
-    """checkpoint_every 1 -> 3 changes how often training jobs save their state, not what they
-    compute: it reaches them as a resource (no rerun trigger), not in a param, so nothing is planned."""
+def test_changing_checkpoint_every_or_the_throughput_reruns_nothing(finished, base_config, tmp_path):
+    """checkpoint_every 1 -> 3 changes how often training jobs save their state, and a measured
+    throughput the jobs' time limits, not what they compute: both reach them as resources (no
+    rerun trigger), not in a param, so nothing is planned."""
     assert base_config.get("checkpoint_every", 1) == 1
-    config = {**base_config, "checkpoint_every": 3}
+    config = {**base_config, "checkpoint_every": 3, "throughput": {"cpu_flops_per_second": 5e10, "margin": 1.5}}
     assert planned(finished, write_config(tmp_path / "checkpoint_every.yaml", config)) == {}
 
 

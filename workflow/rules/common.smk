@@ -175,8 +175,8 @@ def galleries_spec():
 def aggregate_spec():
     """The validated config, from which the aggregate rebuilds the experiment's jobs
     (pipeline.jobs) to say what each result cost; without what is no rerun trigger (threads,
-    checkpoint_every)."""
-    spec = without(config, "checkpoint_every")
+    checkpoint_every, throughput)."""
+    spec = without(config, "checkpoint_every", "throughput")
     for section in ("teachers", "pruned_teachers"):
         spec[section] = {
             name: without(entry, "threads") for name, entry in config[section].items()

@@ -46,16 +46,17 @@ student: {model: cnn, model_args: {width: 2}, train: {epochs: 1, batch_size: 32}
 DOWNLOAD = "data: {dataset: fashion_mnist, train_limit: 600, test_limit: 200, download: true}"
 
 
-@pytest.mark.parametrize("name, extra", [("tiny.yaml", ""), ("tiny_distill.yaml", ""), ("tiny.yaml", DRAWS),
-                                         ("tiny.yaml", DOWNLOAD)],
+# (students: how many students' plans are checked, spread over the experiment's: each is a dry run)
+@pytest.mark.parametrize("name, extra, students", [("tiny.yaml", "", 1), ("tiny_distill.yaml", "", 5),
+                                                   ("tiny.yaml", DRAWS, 2), ("tiny.yaml", DOWNLOAD, 1)],
                          ids=["tiny", "tiny_distill", "draws", "download"])
-def test_the_jobs_are_the_jobs_snakemake_plans(tmp_path, name, extra):
+def test_the_jobs_are_the_jobs_snakemake_plans(tmp_path, name, extra, students):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({**yaml.safe_load((CONFIGS / name).read_text()), **(yaml.safe_load(extra) or {})}))
     exp = experiment(config)
     assert set(exp.jobs()) | {Job.of("aggregate")} == planned(tmp_path, config)
     results = f"results/{exp.config['experiment']}"
-    for student in exp.students()[:: max(1, len(exp.students()) // 5)]:  # a handful, every setting kind in tiny_distill
+    for student in exp.students()[:: max(1, len(exp.students()) // students)]:  # tiny_distill: every kind of setting
         target = f"{results}/{student.place}/run.parquet"
         assert set(exp.upstream(student)) | {student} == planned(tmp_path, config, target), student
 

@@ -95,7 +95,8 @@ def test_shared_jobs_are_named_by_their_spec_not_by_the_experiment():
     longer["teachers"]["t4"]["train"]["epochs"] = 3
     changed = {key for key, name in shared_names(longer).items() if name != names[key]}
     assert changed == {("teachers", "t4"), *(("scores", s) for s in ["forgetting", "aum", "teacher_ce", "entropy",
-                                                                      "margin", "least_confidence"])}
+                                                                      "margin", "least_confidence", "dyn_unc",
+                                                                      "tdds", "dual"])}
 
 
 def test_flops_of_each_kind_of_job():

@@ -130,8 +130,9 @@ def shared_files(results: str | Path, rule: str, file: str) -> dict[str, Path]:
     what its config calls them, from the config its aggregate recorded in ``summary.parquet``."""
     results = Path(results)
     experiment = Experiment(read_meta(results / "summary.parquet")["spec"])
+    used = set(experiment.jobs())
     return {str(experiment.config_name(job)): results.parent / SHARED / file.format(place=job.place)
-            for job in experiment.shared(rule) if job in experiment.jobs()}
+            for job in experiment.shared(rule) if job in used}
 
 
 def provenance(path: str | Path) -> dict[str, Any]:

@@ -40,6 +40,17 @@ def read_benchmark(path: str | Path) -> dict[str, float]:
         raise UserError(f"{path} is no Snakemake benchmark ({error}); delete it and run the job again") from None
 
 
+def jobs_by_benchmark(experiment: Experiment, jobs: list[Job], paths: list[str]) -> dict[Job, str]:
+    """Each job's benchmark among ``paths``, matched by path: the rule lists them in the order of the
+    Snakefile's config, which can differ from the spec's (its keys sorted), so never by position."""
+    expected = {experiment.benchmark(job): job for job in jobs}
+    foreign = [path for path in paths if path not in expected]
+    if foreign or len(set(paths)) != len(jobs):
+        raise UserError(f"{len(paths)} benchmarks for the experiment's {len(jobs)} jobs"
+                        + (f"; {foreign[0]} is no job's" if foreign else ""))
+    return {expected[path]: path for path in paths}
+
+
 def job_costs(experiment: Experiment, benchmarks: dict[Job, str | Path], devices: dict[Job, str]) -> pd.DataFrame:
     """One row per job: rule, place, what the config calls a shared job (``config_name``: the
     teacher's or scorer's name, the proxy's run; empty for the experiment's own jobs), its

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from pipeline.config import validate_config
-from pipeline.costs import add_costs, job_costs, read_benchmark
+from pipeline.costs import add_costs, job_costs, jobs_by_benchmark, read_benchmark
 from pipeline.errors import UserError
 from pipeline.jobs import Experiment, Job
 
@@ -31,6 +31,25 @@ def test_read_benchmark_and_a_bad_one(tmp_path):
     (tmp_path / "b.tsv").write_text("nothing here\n")
     with pytest.raises(UserError, match=r"b\.tsv is no Snakemake benchmark .*; delete it and run the job again"):
         read_benchmark(tmp_path / "b.tsv")
+
+
+def test_benchmarks_are_matched_to_jobs_by_path_not_by_position():
+    """The aggregate rule lists benchmarks in the Snakefile config's order (distillation labels, kd,
+    kd_infobatch); the aggregate's Experiment is built from the spec, whose keys are sorted (kd
+    first): matched by position, labels students got KD students' times."""
+    exp = experiment()
+    jobs = exp.jobs()
+    labels = Job.of("students", scorer="el2n", selector="hardest", keep="0.1", distill="labels", seed=0)
+    kd = Job.of("students", scorer="el2n", selector="hardest", keep="0.1", distill="kd", seed=0)
+    paths = [exp.benchmark(job) for job in reversed(jobs)]
+    matched = jobs_by_benchmark(exp, jobs, paths)
+    assert matched[labels] == "results/tiny/benchmarks/students/el2n/hardest/keep0.1/labels/seed0.tsv"
+    assert matched[kd] == "results/tiny/benchmarks/students/el2n/hardest/keep0.1/kd/seed0.tsv"
+    assert len(matched) == len(jobs)
+    with pytest.raises(UserError, match=r"^\d+ benchmarks for the experiment's \d+ jobs; results/other\.tsv is no job's$"):
+        jobs_by_benchmark(exp, jobs, [*paths[1:], "results/other.tsv"])
+    with pytest.raises(UserError, match=r"benchmarks for the experiment's \d+ jobs$"):
+        jobs_by_benchmark(exp, jobs, paths[1:])
 
 
 def summary_of(exp: Experiment, students: list[Job], **columns) -> pd.DataFrame:

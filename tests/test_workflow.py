@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from pipeline.config import validate_config
+from pipeline.costs import read_benchmark
 from pipeline.io import read_meta
 from pipeline.jobs import Experiment
 
@@ -218,6 +219,10 @@ def test_tiny_configuration_end_to_end(tmp_path):
     assert sorted(costs["place"]) == sorted(job.place for job in experiment.jobs())
     assert (costs["wall_seconds"] > 0).all() and (costs["peak_rss_mb"] > 0).all()
     seconds = dict(zip(costs["place"], costs["wall_seconds"]))
+    # each row's time is its own job's benchmark (the tiny config lists labels before kd, its spec
+    # the other way round)
+    assert seconds == {job.place: read_benchmark(tmp_path / experiment.benchmark(job))["wall_seconds"]
+                       for job in experiment.jobs()}
     for row in summary.itertuples():
         job = experiment.student(row.scorer, row.selector, row.keep_fraction, row.distillation, row.seed)
         assert row.student_seconds == seconds[job.place]

@@ -21,7 +21,7 @@ import pandas as pd
 from pipeline import plots, results, study
 from pipeline.cli import stage
 from pipeline.comparisons import add_gains
-from pipeline.costs import add_costs, job_costs
+from pipeline.costs import add_costs, job_costs, jobs_by_benchmark
 from pipeline.errors import UserError
 from pipeline.io import atomic_write, read_meta, read_table, stable_hash, write_table
 from pipeline.jobs import Experiment, Job
@@ -89,13 +89,12 @@ def main(argv=None):
 
     experiment = Experiment(spec)
     jobs = experiment.jobs()
-    if len(jobs) != len(args.benchmarks):
-        raise UserError(f"{len(args.benchmarks)} benchmarks for the experiment's {len(jobs)} jobs")
+    benchmarks = jobs_by_benchmark(experiment, jobs, args.benchmarks)
     students = [experiment.student(*row) for row in summary[RUN_KEYS].itertuples(index=False)]
     if Counter(students) != Counter(experiment.students()):
         raise UserError(f"the {len(runs)} run tables are not the experiment's {len(experiment.students())} students")
     results = Path(args.summary_out).parent.parent
-    costs = job_costs(experiment, dict(zip(jobs, args.benchmarks)), recorded_devices(results, experiment, jobs))
+    costs = job_costs(experiment, benchmarks, recorded_devices(results, experiment, jobs))
     write_table(costs, args.costs_out, meta)
     summary = add_gains(add_costs(summary, costs, experiment, students), study.metric(report))
     write_table(summary, args.summary_out, meta)

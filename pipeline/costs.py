@@ -51,20 +51,27 @@ def jobs_by_benchmark(experiment: Experiment, jobs: list[Job], paths: list[str])
     return {expected[path]: path for path in paths}
 
 
-def job_costs(experiment: Experiment, benchmarks: dict[Job, str | Path], devices: dict[Job, str]) -> pd.DataFrame:
+def job_costs(experiment: Experiment, benchmarks: dict[Job, str | Path], records: dict[Job, dict]) -> pd.DataFrame:
     """One row per job: rule, place, what the config calls a shared job (``config_name``: the
     teacher's or scorer's name, the proxy's run; empty for the experiment's own jobs), its
-    wildcards, device (where its outputs record one, else "cpu" for the jobs that read tables), wall
-    and CPU seconds, peak memory and FLOPs."""
+    wildcards, device (where its outputs' ``records`` name one, else "cpu" for the jobs that read
+    tables), how it started (``warm``: forked from a local run's server, ``cold``, or unknown for
+    a job whose outputs record nothing), wall and CPU seconds, peak memory and FLOPs. A warm job's
+    benchmark measured its launcher, not its work: its CPU seconds and memory are left blank."""
     rows = []
     for job, path in benchmarks.items():
         wildcards = dict(job.wildcards)
         name = experiment.config_name(job) if job.shared else None
+        record = records.get(job)
+        started = None if record is None else record.get("started", "cold")
+        measured = read_benchmark(path)
+        if started == "warm":
+            measured.update(cpu_seconds=float("nan"), peak_rss_mb=float("nan"))
         rows.append({"rule": job.rule, "place": job.place, "config_name": None if name is None else str(name),
                      **{w: wildcards.get(w) for w in WILDCARDS},
-                     "device": devices.get(job, "cpu" if experiment.flops(job) == 0 else None),
-                     **read_benchmark(path), "flops": float(experiment.flops(job))})
-    return pd.DataFrame(rows).astype({w: "string" for w in ["config_name", *WILDCARDS, "device"]})
+                     "device": (record or {}).get("device", "cpu" if experiment.flops(job) == 0 else None),
+                     "started": started, **measured, "flops": float(experiment.flops(job))})
+    return pd.DataFrame(rows).astype({w: "string" for w in ["config_name", *WILDCARDS, "device", "started"]})
 
 
 def add_costs(summary: pd.DataFrame, costs: pd.DataFrame, experiment: Experiment, jobs: list[Job]) -> pd.DataFrame:

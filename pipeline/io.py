@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import UserError
+from pipeline.warm import STARTED
 
 META_KEY = b"prune_distill"
 CONTENT_HASH = "content_hash"  # the key of a file's content hash, in a table's record and a torch file's dict
@@ -56,7 +57,7 @@ def write_table(df: pd.DataFrame, path: str | Path, meta: dict[str, Any]) -> Non
     """``df`` as Parquet with ``meta`` as its provenance record (key ``prune_distill``), plus the
     code version and the content hash of the table and record (``table_hash``)."""
     table = pa.Table.from_pandas(df, preserve_index=False)
-    record = json.loads(json.dumps({**meta, "code_version": code_version()}, sort_keys=True))  # as a reader sees it
+    record = json.loads(json.dumps({**meta, "code_version": code_version(), **started()}, sort_keys=True))  # as a reader sees it
     record[CONTENT_HASH] = table_hash(table, record)
     full_meta = {**(table.schema.metadata or {}), META_KEY: json.dumps(record, sort_keys=True).encode()}
     table = table.replace_schema_metadata(full_meta)
@@ -155,6 +156,12 @@ def stable_hash(obj: Any) -> str:
 
 
 @functools.cache
+def started() -> dict[str, str]:
+    """``{"started": "warm"}`` in a job forked from a local run's server (``pipeline.warm``), whose
+    Snakemake benchmark measures only its launcher's CPU time and memory; else nothing."""
+    return {"started": "warm"} if os.environ.get(STARTED) == "warm" else {}
+
+
 def code_version() -> str:
     """The git commit of the code, with ``+dirty`` when the tree has uncommitted changes."""
     here = Path(__file__).resolve().parent

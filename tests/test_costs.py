@@ -65,11 +65,19 @@ def test_pipeline_seconds_is_the_student_plus_every_job_upstream(tmp_path):
     exp = experiment()
     jobs = exp.jobs()
     seconds = {job: float(i + 1) for i, job in enumerate(jobs)}
-    costs = job_costs(exp, {job: benchmark(tmp_path / f"{i}.tsv", seconds[job]) for i, job in enumerate(jobs)},
-                      {exp.teacher("t4"): "cuda:0"})
+    warm_student = Job.of("students", scorer="el2n", selector="hardest", keep="0.1", distill="labels", seed=0)
+    records = {exp.teacher("t4"): {"device": "cuda:0"}, warm_student: {"device": "cpu", "started": "warm"}}
+    costs = job_costs(exp, {job: benchmark(tmp_path / f"{i}.tsv", seconds[job]) for i, job in enumerate(jobs)}, records)
     assert len(costs) == len(jobs) and costs["place"].tolist() == [job.place for job in jobs]
     teacher = costs.set_index("place").loc[exp.teacher("t4").place]
-    assert (teacher["rule"], teacher["config_name"], teacher["device"]) == ("teachers", "t4", "cuda:0")
+    assert (teacher["rule"], teacher["config_name"], teacher["device"], teacher["started"]) == (
+        "teachers", "t4", "cuda:0", "cold")
+    assert (teacher["cpu_seconds"], teacher["peak_rss_mb"]) == (seconds[exp.teacher("t4")] / 2, 100.5)
+    # a job forked from a local run's server: its benchmark measured the launcher, so only its wall time is kept
+    warm = costs.set_index("place").loc[warm_student.place]
+    assert warm["started"] == "warm" and warm["wall_seconds"] == seconds[warm_student]
+    assert pd.isna(warm["cpu_seconds"]) and pd.isna(warm["peak_rss_mb"])
+    assert costs.set_index("place")["started"].isna().sum() == len(jobs) - 2  # their outputs recorded nothing
     assert teacher["teacher"] == exp.teacher("t4").name and teacher["teacher"].startswith("cnn-")
     assert teacher["flops"] == exp.flops(exp.teacher("t4"))
     assert costs.set_index("place").loc["scores/summary", "device"] == "cpu"  # a job that reads tables

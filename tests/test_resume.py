@@ -13,8 +13,10 @@ import pytest
 import tiny
 import torch
 
+from pipeline import warm
 from pipeline.dynamics import Dynamics
 from pipeline.infobatch import InfoBatchConfig
+from pipeline.io import read_meta
 from pipeline.losses import build_loss
 from pipeline.models import build_model
 from pipeline.resume import PREEMPTED_EXIT_STATUS, Preempted, ResumeFolder
@@ -111,6 +113,18 @@ def teacher_job(tmp_path: Path, name: str) -> list[str]:
             "--dynamics-out", str(out / "dynamics.parquet"), "--resume", str(out / "resume")]
 
 
+def wait_for_warm_children(timeout: float = 30) -> None:
+    """Until the warm server (if any) has no child left: a killed job's child is gone too."""
+    server = warm._server  # noqa: SLF001 - the test's own server
+    if server is None:
+        return
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    deadline = time.monotonic() + timeout
+    while children.read_text().strip():
+        assert time.monotonic() < deadline, f"the warm server's children {children.read_text()} still run"
+        time.sleep(0.05)
+
+
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -121,8 +135,21 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> Non
 
 @pytest.mark.slow
 @pytest.mark.skipif(not FASHION_MNIST.exists(), reason="needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
+@pytest.mark.parametrize("started", ["cold", "warm"])
 @pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
-def test_a_killed_teacher_job_started_again_ends_as_the_uninterrupted_one(tmp_path, kill):
+def test_a_killed_teacher_job_started_again_ends_as_the_uninterrupted_one(tmp_path, kill, started):
+    """Cold, and warm: each job forked from a local run's server (pipeline.warm), which the job's
+    own process passes its signal to (SIGTERM), or whose child dies with it (SIGKILL)."""
+    if started == "warm":
+        warm.start()
+    try:
+        run_killed_and_again(tmp_path, kill)
+    finally:
+        warm.stop()
+    assert read_meta(tmp_path / "twice" / "epochs.parquet").get("started", "cold") == started
+
+
+def run_killed_and_again(tmp_path: Path, kill: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     uninterrupted = subprocess.run(teacher_job(tmp_path, "once"), env=env, capture_output=True, text=True)
     assert uninterrupted.returncode == 0, uninterrupted.stderr
@@ -131,6 +158,7 @@ def test_a_killed_teacher_job_started_again_ends_as_the_uninterrupted_one(tmp_pa
     wait_for(tmp_path / "twice" / "resume" / "fit.pt", job)  # saved at the start of epoch 2
     job.send_signal(kill)
     _, stderr = job.communicate(timeout=60)
+    wait_for_warm_children()
     assert job.returncode == (-signal.SIGKILL if kill == signal.SIGKILL else PREEMPTED_EXIT_STATUS), stderr
     assert not (tmp_path / "twice" / "epochs.parquet").exists()
     if kill == signal.SIGTERM:

@@ -217,12 +217,17 @@ def test_tiny_configuration_end_to_end(tmp_path):
     experiment = Experiment(validate_config(yaml.safe_load(TINY.read_text())))
     costs = pd.read_parquet(results / "costs.parquet")
     assert sorted(costs["place"]) == sorted(job.place for job in experiment.jobs())
-    assert (costs["wall_seconds"] > 0).all() and (costs["peak_rss_mb"] > 0).all()
+    assert (costs["wall_seconds"] > 0).all() and (costs["peak_rss_mb"].dropna() > 0).all()
     seconds = dict(zip(costs["place"], costs["wall_seconds"]))
     # each row's time is its own job's benchmark (the tiny config lists labels before kd, its spec
     # the other way round)
     assert seconds == {job.place: read_benchmark(tmp_path / experiment.benchmark(job))["wall_seconds"]
                        for job in experiment.jobs()}
+    # a local run's jobs fork from its warm server (pipeline.warm): only their wall time is theirs
+    started = costs.set_index("rule")["started"]
+    assert (started[["students", "subsets", "scores"]] == "warm").all() and started[["galleries"]].isna().all()
+    warm = costs[costs["started"] == "warm"]
+    assert warm["cpu_seconds"].isna().all() and warm["peak_rss_mb"].isna().all()
     for row in summary.itertuples():
         job = experiment.student(row.scorer, row.selector, row.keep_fraction, row.distillation, row.seed)
         assert row.student_seconds == seconds[job.place]

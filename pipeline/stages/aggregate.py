@@ -38,19 +38,21 @@ def with_run_keys(runs: list[pd.DataFrame], tables: list[pd.DataFrame], row: str
     return pd.concat(keyed, ignore_index=True).sort_values(RUN_KEYS + [row], ignore_index=True)
 
 
-def recorded_devices(results: Path, experiment: Experiment, jobs: list[Job]) -> dict[Job, str]:
-    """The device each training or scoring job's main table (below ``results``, the folder of
-    every experiment's folder) records in its metadata."""
+def job_records(results: Path, experiment: Experiment, jobs: list[Job]) -> dict[Job, dict]:
+    """The provenance record of each job's main table (below ``results``, the folder of every
+    experiment's folder): the device it ran on, and whether it started warm (``pipeline.warm``).
+    The galleries write no table."""
     tables = {"teachers": "{place}/epochs.parquet", "pruned_teachers": "{place}/epochs.parquet",
-              "proxies": "{place}/epochs.parquet", "scores": "{place}.parquet", "students": "{place}/run.parquet"}
-    devices = {}
+              "proxies": "{place}/epochs.parquet", "scores": "{place}.parquet", "students": "{place}/run.parquet",
+              "subsets": "{place}.parquet", "drawn_subsets": "{place}.parquet",
+              "scores_summary": "scores_summary.parquet"}
+    records = {}
     for job in jobs:
         if job.rule in tables:
             path = results / experiment.folder(job) / tables[job.rule].format(place=job.place)
-            device = read_meta(path).get("device") if path.exists() else None
-            if device is not None:
-                devices[job] = device
-    return devices
+            if path.exists():
+                records[job] = read_meta(path)
+    return records
 
 
 @stage
@@ -94,7 +96,7 @@ def main(argv=None):
     if Counter(students) != Counter(experiment.students()):
         raise UserError(f"the {len(runs)} run tables are not the experiment's {len(experiment.students())} students")
     results = Path(args.summary_out).parent.parent
-    costs = job_costs(experiment, benchmarks, recorded_devices(results, experiment, jobs))
+    costs = job_costs(experiment, benchmarks, job_records(results, experiment, jobs))
     write_table(costs, args.costs_out, meta)
     summary = add_gains(add_costs(summary, costs, experiment, students), study.metric(report))
     write_table(summary, args.summary_out, meta)

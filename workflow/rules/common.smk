@@ -18,6 +18,7 @@ from pipeline.errors import UserError
 from pipeline.jobs import PLACES, SHARED, Experiment, Job, without
 from pipeline.models.released import TORCHVISION, check_checkpoints
 from pipeline.scorers import build_scorer
+from pipeline import warm
 
 try:
     config.update(validate_config(config))
@@ -34,6 +35,18 @@ onstart:
         check_checkpoints(config)
     except UserError as error:
         raise WorkflowError(str(error)) from None
+    # A local run's jobs fork from one process that imported torch and the stages (pipeline.warm);
+    # a cluster's jobs start cold.
+    if workflow.local_exec:
+        warm.start()
+
+
+onsuccess:
+    warm.stop()
+
+
+onerror:
+    warm.stop()
 
 
 # Paths. Each job's place below its folders (pipeline.jobs.PLACES): its outputs are under

@@ -30,11 +30,12 @@ from pipeline.train import TrainConfig, planned_epochs
 # experiment's), so that every experiment whose spec is equal reuses it and a changed spec makes a
 # new one beside it.
 SHARED = "shared"
-SHARED_RULES = ("datasets", "teachers", "pruned_teachers", "teacher_views", "teacher_view_std", "proxies", "scores")
+SHARED_RULES = ("datasets", "teachers", "pruned_teachers", "teacher_views", "teacher_view_std", "embeddings", "proxies",
+                "scores")
 # The rules whose jobs load the dataset: with data.download, each waits for the one job that
 # downloads it (rule datasets) instead of a dozen downloading at once on compute nodes.
-LOADS_DATA = ("teachers", "pruned_teachers", "teacher_views", "teacher_view_std", "proxies", "scores", "students",
-              "galleries")
+LOADS_DATA = ("teachers", "pruned_teachers", "teacher_views", "teacher_view_std", "embeddings", "proxies", "scores",
+              "students", "galleries")
 PLACES = {
     # (its output is datasets/<name>.json: where the files are, once downloaded)
     "datasets": "datasets/{dataset}",
@@ -44,6 +45,8 @@ PLACES = {
     "teacher_views": "teacher_views/{views}",
     # (its output is teacher_view_std/<name>.parquet)
     "teacher_view_std": "teacher_view_std/{view_std}",
+    # (its output is embeddings/<name>.pt: the scoring teacher's penultimate features)
+    "embeddings": "embeddings/{embeddings}",
     "proxies": "proxies/{proxy}",
     # (its output is scores/<name>.parquet)
     "scores": "scores/{scores}",
@@ -188,6 +191,16 @@ class Experiment:
         label = f"{teacher.name.rsplit('-', 1)[0]}-view{view_seed}-class-std"
         return self._shared("teacher_view_std", (name, view_seed), label, spec, [teacher])
 
+    def embeddings(self) -> Job:
+        """The scoring teacher's penultimate features on the un-augmented training set, once per
+        teacher, for the scorers that read embeddings."""
+        name = self.config["scoring"]["teacher"]
+        if ("embeddings", name) in self._jobs:
+            return self._jobs["embeddings", name]
+        teacher = self.teacher(name)
+        spec = {**self._common(), "teacher": teacher.name, "batch_size": self.config["scoring"]["batch_size"]}
+        return self._shared("embeddings", name, f"{teacher.name.rsplit('-', 1)[0]}-embeddings", spec, [teacher])
+
     def proxy(self, run: int) -> Job:
         """Proxy run ``run`` (seeded proxies.seed + run)."""
         if ("proxies", run) in self._jobs:
@@ -203,7 +216,9 @@ class Experiment:
             return self._jobs["scores", scorer]
         config = self.config
         scoring, needs = config["scoring"], build_scorer(scorer, config["scorers"][scorer]).needs
-        reads = [self.teacher(scoring["teacher"])] if needs - {"proxies"} else []
+        reads = [self.teacher(scoring["teacher"])] if needs - {"proxies", "embeddings"} else []
+        if "embeddings" in needs:
+            reads.append(self.embeddings())
         if "proxies" in needs:
             reads += [self.proxy(run) for run in range(config["proxies"]["runs"])]
         spec = {**self._common(), "scorer": scorer, "params": config["scorers"][scorer], "seed": scoring["seed"],
@@ -219,8 +234,8 @@ class Experiment:
         return self._specs[job]
 
     def config_name(self, job: Job) -> Any:
-        """What the config calls a shared job: the teacher's or scorer's name, the proxy's run,
-        (teacher, views) or (teacher, view seed)."""
+        """What the config calls a shared job: the teacher's or scorer's name (embeddings: the
+        scoring teacher's), the proxy's run, (teacher, views) or (teacher, view seed)."""
         return self._names[job]
 
     def subset(self, scorer: str, selector: str, keep: str, seed: int | str) -> Job:
@@ -335,6 +350,8 @@ class Experiment:
             return views * self.forward_flops(base_teacher(config, teacher)) * n
         if job.rule == "teacher_view_std":
             return self.forward_flops(base_teacher(config, name[0])) * n
+        if job.rule == "embeddings":  # one un-augmented forward pass of the scoring teacher
+            return self.forward_flops(base_teacher(config, name)) * n
         if job.rule == "students":
             return self.student_flops(job["distill"], round(self.keeps[job["keep"]] * n))
         return 0.0

@@ -41,6 +41,9 @@ class ScoringContext:
     # the reference teacher's training dynamics (pipeline.dynamics: sample_index, epoch, correct, margin)
     dynamics: pd.DataFrame | None = None
     proxies: list[nn.Module] = field(default_factory=list)  # the R proxy models (config ``proxies``)
+    # the reference teacher's penultimate features on the un-augmented training set, canonical
+    # order, one row per sample (float16 as stored by the embeddings job)
+    embeddings: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class ProxyParams:
 
 class Scorer:
     # What the scoring job must be given, each a field of ScoringContext: "teacher" (the model), "teacher_logits"
-    # (on the training set), "dynamics" (the teacher's recorded training dynamics) and "proxies".
+    # (on the training set), "dynamics" (the teacher's recorded training dynamics), "embeddings" (its
+    # penultimate features on the training set) and "proxies".
     # The workflow reads it to wire the job's inputs, and the scores stage loads exactly these.
     needs: frozenset[str] = frozenset()
     # Scores that are a seeded random draw (``random``): with selection.random_draws:

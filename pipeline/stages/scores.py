@@ -1,7 +1,7 @@
 """Stage 2: score every training sample with one scorer (higher = harder).
 
-Loads exactly what the scorer's ``needs`` names (the reference teacher, its training-set logits
-or training dynamics, the proxy models), each checked to be made from this run's data, and hands
+Loads exactly what the scorer's ``needs`` names (the reference teacher, its training-set logits,
+training dynamics or embeddings, the proxy models), each checked to be made from this run's data, and hands
 them to the scorer in a ``ScoringContext``: only stages read and write files. Writes
 ``sample_index, label, score, scorer`` of every sample not held out for validation, in canonical
 order (the scorer's name as a column too, so that the ``scores/`` folder reads as one table), with
@@ -21,12 +21,14 @@ from pipeline.cli import data_meta, parser, setup, stage
 from pipeline.errors import UserError
 from pipeline.io import read_table, scores_hash, stable_hash, write_table
 from pipeline.scorers import Scorer, ScoringContext, build_scorer
+from pipeline.stages.embeddings import load_embeddings
 
 # The one-line error for each thing a scorer needs and the job was not given.
 MISSING = {
     "teacher": "this scorer needs a trained teacher, but none was given",
     "teacher_logits": "this scorer needs the teacher's training-set logits, but none were given",
     "dynamics": "this scorer needs the teacher's training dynamics, but none were given",
+    "embeddings": "this scorer needs the teacher's embeddings of the training set, but none were given",
     "proxies": "this scorer needs the proxy models, but none were given",
 }
 
@@ -37,13 +39,14 @@ def main(argv=None):
     p.add_argument("--teacher", default=None, help="the reference teacher's checkpoint")
     p.add_argument("--dynamics", default=None, help="the reference teacher's training dynamics")
     p.add_argument("--teacher-logits", default=None, help="the reference teacher's training-set logits")
+    p.add_argument("--embeddings", default=None, help="the reference teacher's embeddings of the training set")
     p.add_argument("--proxies", nargs="*", default=[], help="the shared proxy models' checkpoints")
     p.add_argument("--output", required=True)
     args = p.parse_args(argv)
     spec, data, device = setup(args)
     scorer = build_scorer(spec["scorer"], spec["params"])
     given = {"teacher": args.teacher, "teacher_logits": args.teacher_logits, "dynamics": args.dynamics,
-             "proxies": args.proxies}
+             "embeddings": args.embeddings, "proxies": args.proxies}
     ctx = ScoringContext(data, spec["seed"], device, spec["batch_size"], **load_needs(scorer.needs, given, data.fingerprint))
     scores, batch_size = score_at_largest_batch(scorer, ctx)
     if scores.shape != (len(data.train),):
@@ -103,6 +106,7 @@ LOADERS = {
     "teacher": lambda path, fingerprint: load_model(path, fingerprint, teacher=True)[0],
     "teacher_logits": load_train_logits,
     "dynamics": read_dynamics,
+    "embeddings": load_embeddings,
     "proxies": lambda paths, fingerprint: [load_model(path, fingerprint, teacher=True)[0] for path in paths],
 }
 

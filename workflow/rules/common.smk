@@ -236,13 +236,15 @@ def score_inputs(wildcards):
     job = shared_job("scores", wildcards)
     scorer = EXPERIMENT.config_name(job)
     proxies = [j for j in EXPERIMENT.reads(job) if j.rule == "proxies"]
+    needs = build_scorer(scorer, config["scorers"][scorer]).needs
     available = {
         "teacher": teacher_output(SCORING_TEACHER, "model"),
         "dynamics": teacher_output(SCORING_TEACHER, "dynamics"),
         "teacher_logits": teacher_output(SCORING_TEACHER, "logits"),
         "proxies": proxy_models(proxies, config["scorers"][scorer].get("epoch")),
     }
-    needs = build_scorer(scorer, config["scorers"][scorer]).needs
+    if "embeddings" in needs:  # (named only when needed: naming them plans the job)
+        available["embeddings"] = embeddings_file()
     source = f"{REPO}/pipeline/scorers/{scorer}.py"
     return {
         "source": source,
@@ -385,6 +387,7 @@ SCORE_OPTIONS = {
     "teacher": "--teacher",
     "dynamics": "--dynamics",
     "teacher_logits": "--teacher-logits",
+    "embeddings": "--embeddings",
     "proxies": "--proxies",
 }
 
@@ -407,6 +410,11 @@ def cutoff_argument(wildcards, input):
         if "cutoff" in input.keys()
         else ""
     )
+
+
+def embeddings_file():
+    """The scoring teacher's embeddings (rule embeddings)."""
+    return output_of(EXPERIMENT.embeddings(), "embeddings")
 
 
 def student_teacher_arguments(wildcards, input):

@@ -1,0 +1,94 @@
+"""The scoring teacher's embeddings (rule embeddings, pipeline/stages/embeddings.py): written once
+as float16 with the data's fingerprint and a content hash, refused in one line where they are of
+other data, of another kind or changed."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.checkpoints import save_model, save_torch, save_train_logits
+from pipeline.errors import UserError
+from pipeline.inference import predict_with_features
+from pipeline.stages import embeddings as embeddings_stage
+from pipeline.stages.embeddings import load_embeddings, save_embeddings
+from pipeline.stages.scores import load_needs
+
+FINGERPRINT = "0123456789abcdef"
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+def one_line(error: pytest.ExceptionInfo, path) -> str:
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(str(path)), message
+    return message
+
+
+@pytest.mark.skipif(not FASHION_MNIST.exists(), reason="needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
+def test_the_stage_writes_the_teachers_penultimate_features_once_in_float16_with_the_fingerprint(tmp_path):
+    from pipeline.data import load_dataset
+    from pipeline.models import build_model
+    from pipeline.seeding import seeded_init
+
+    data = load_dataset("fashion_mnist", train_limit=60, test_limit=20)
+    with seeded_init(0, "embeddings-test"):
+        model = build_model("cnn", 10, 1, width=2)
+    teacher = tmp_path / "model.pt"
+    save_model(teacher, model, {"model": "cnn", "model_args": {"width": 2}, "num_classes": 10, "in_channels": 1,
+                                "dataset_fingerprint": data.fingerprint, "stage": "teacher"})
+    spec = {"data": {"dataset": "fashion_mnist", "root": None, "train_limit": 60, "test_limit": 20}, "device": "cpu",
+            "teacher": "cnn-0123", "batch_size": 16}
+    output = tmp_path / "embeddings.pt"
+    embeddings_stage.main(["--spec", json.dumps(spec), "--threads", "1", "--teacher", str(teacher),
+                           "--output", str(output)])
+    state = torch.load(output, weights_only=True)
+    _, features = predict_with_features(model, data.train, 16, torch.device("cpu"))
+    assert state["embeddings"].dtype == torch.float16 and state["embeddings"].shape == (60, features.shape[1])
+    assert torch.equal(state["embeddings"], features.half())  # every training sample, canonical order
+    assert state["dataset_fingerprint"] == data.fingerprint and state["stage"] == "embeddings"
+    assert state["teacher"] == "cnn-0123" and len(state["content_hash"]) == 16
+    assert torch.equal(load_embeddings(output, data.fingerprint), features.half())
+
+
+def test_a_reader_refuses_another_datasets_embeddings_in_one_line(tmp_path):
+    path = tmp_path / "embeddings.pt"
+    save_embeddings(path, torch.ones(6, 4), {"dataset_fingerprint": FINGERPRINT})
+    with pytest.raises(UserError) as error:
+        load_embeddings(path, "fedcba9876543210")
+    assert "made from data with fingerprint 0123456789abcdef, but this run's data has fedcba9876543210" in one_line(error, path)
+
+
+def test_a_reader_refuses_a_file_of_another_kind_or_changed_after_it_was_written(tmp_path):
+    logits = tmp_path / "train_logits.pt"
+    save_train_logits(logits, torch.zeros(6, 3), {"dataset_fingerprint": FINGERPRINT})
+    with pytest.raises(UserError) as error:
+        load_embeddings(logits, FINGERPRINT)
+    assert "is not a file of embeddings: it has no embeddings" in one_line(error, logits)
+    flat = tmp_path / "flat.pt"
+    save_torch(flat, {"embeddings": torch.zeros(6), "dataset_fingerprint": FINGERPRINT})
+    with pytest.raises(UserError) as error:
+        load_embeddings(flat, FINGERPRINT)
+    assert "not one row per sample (shape (6,))" in one_line(error, flat)
+    changed = tmp_path / "changed.pt"
+    save_embeddings(changed, torch.ones(6, 4), {"dataset_fingerprint": FINGERPRINT})
+    state = torch.load(changed, weights_only=True)
+    state["embeddings"][0, 0] = 2
+    torch.save(state, changed)
+    with pytest.raises(UserError) as error:
+        load_embeddings(changed, FINGERPRINT)
+    assert "was changed after it was written" in one_line(error, changed)
+
+
+def test_features_beyond_float16_are_refused_not_stored_as_infinity(tmp_path):
+    with pytest.raises(UserError, match=r"reach 7e\+04, beyond float16's range"):
+        save_embeddings(tmp_path / "e.pt", torch.tensor([[1.0, 70000.0]]), {"dataset_fingerprint": FINGERPRINT})
+    assert not (tmp_path / "e.pt").exists()
+
+
+def test_the_scores_stage_loads_embeddings_only_when_given(tmp_path):
+    path = tmp_path / "embeddings.pt"
+    save_embeddings(path, torch.arange(12.0).reshape(6, 2), {"dataset_fingerprint": FINGERPRINT})
+    loaded = load_needs({"embeddings"}, {"embeddings": str(path)}, FINGERPRINT)
+    assert torch.equal(loaded["embeddings"], torch.arange(12.0).reshape(6, 2).half())
+    with pytest.raises(UserError, match="^this scorer needs the teacher's embeddings of the training set, but none were given$"):
+        load_needs({"embeddings"}, {"embeddings": None}, FINGERPRINT)

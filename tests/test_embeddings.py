@@ -1,15 +1,19 @@
 """The scoring teacher's embeddings (rule embeddings, pipeline/stages/embeddings.py): written once
 as float16 with the data's fingerprint and a content hash, refused in one line where they are of
-other data, of another kind or changed."""
+other data, of another kind or changed; and ``moderate``, the scorer that reads them, by hand."""
+import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from tiny import context
 
 from pipeline.checkpoints import save_model, save_torch, save_train_logits
 from pipeline.errors import UserError
 from pipeline.inference import predict_with_features
+from pipeline.scorers import build_scorer
 from pipeline.stages import embeddings as embeddings_stage
 from pipeline.stages.embeddings import load_embeddings, save_embeddings
 from pipeline.stages.scores import load_needs
@@ -92,3 +96,37 @@ def test_the_scores_stage_loads_embeddings_only_when_given(tmp_path):
     assert torch.equal(loaded["embeddings"], torch.arange(12.0).reshape(6, 2).half())
     with pytest.raises(UserError, match="^this scorer needs the teacher's embeddings of the training set, but none were given$"):
         load_needs({"embeddings"}, {"embeddings": None}, FINGERPRINT)
+
+
+# ------------------------------------------------------------------ moderate (Moderate-DS)
+
+# tiny's labels are 0, 1, 2, 0, 1, 2
+POINTS = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0], [6.0, 8.0], [1.0, 1.0], [5.0, 2.0]], dtype=torch.float16)
+
+
+def test_moderate_is_the_distance_to_the_class_mean_embedding(data):
+    scorer = build_scorer("moderate")
+    assert scorer.needs == {"embeddings"}
+    scores = scorer.score(dataclasses.replace(context(data), embeddings=POINTS))
+    # class 0: (0, 0) and (6, 8), mean (3, 4): 5 each; class 1: two equal points, 0; class 2: (5, 5)
+    # and (5, 2), mean (5, 3.5): 1.5 each
+    assert scores.tolist() == [5.0, 0.0, 1.5, 5.0, 0.0, 1.5]
+
+
+def test_moderate_takes_the_class_mean_over_the_samples_not_held_out(data):
+    held = dataclasses.replace(data, held_out=torch.tensor([3]))  # sample 3 (class 0) held out
+    scores = build_scorer("moderate").score(dataclasses.replace(context(held), embeddings=POINTS))
+    assert np.isnan(scores[3])  # never scored
+    assert scores[[0, 1, 2, 4, 5]].tolist() == [0.0, 0.0, 1.5, 0.0, 1.5]  # class 0 is sample 0 alone
+
+
+def test_moderate_with_the_medium_selector_keeps_the_median_distances():
+    """Moderate-DS: of 5 samples of one class at distances 0.5, 1, 2, 4, 8 from their mean, f = 0.4
+    keeps the window [2 - 1, 2 + 1) of the ascending order around position floor(5 / 2) = 2: the
+    distances 1 and 2 (MDSLR's window, the medium selector's)."""
+    from pipeline.selectors import select_subset
+
+    distances = np.array([8.0, 0.5, 4.0, 1.0, 2.0])
+    kept = select_subset("medium", distances, np.zeros(5, int), 0.4, np.random.default_rng(0)).kept
+    assert kept.tolist() == [3, 4]
+

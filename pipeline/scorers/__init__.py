@@ -131,6 +131,7 @@ from pipeline.scorers import (  # noqa: E402,F401
     grand,
     least_confidence,
     margin,
+    moderate,
     random,
     tdds,
     teacher_ce,

@@ -175,6 +175,7 @@ def _check_components(config: dict[str, Any]) -> None:
                     f"config error in selection.selectors.{selector}: scorer {scorer!r} is not configured "
                     f"under scorers; configured: {', '.join(config['scorers'])}"
                 )
+        _check_geometric_scorers(config, selector, entry["scorers"])
 
     _check_cutoffs_leave_budgets(config)
     teachers = list(config["teachers"])
@@ -186,6 +187,21 @@ def _check_components(config: dict[str, Any]) -> None:
     for name, entry in config["distillation"].items():
         with _at(f"distillation.{name}"):
             config["distillation"][name] = DistillSetting.parse(name, entry, f"distillation.{name}", config).spec()
+
+
+def _check_geometric_scorers(config: dict, selector: str, scorers: list[str]) -> None:
+    """A selector that picks by the embeddings (herding, kcenter) ignores its scorer's scores (the
+    score table gives it the samples and labels): with a scorer whose scores are a random draw it
+    would be redrawn per student seed and taken for the random baseline of the gains."""
+    from pipeline.scorers import build_scorer
+    from pipeline.selectors import needs_embeddings
+
+    if not needs_embeddings(selector):
+        return
+    for scorer in scorers:
+        if build_scorer(scorer, config["scorers"][scorer]).draws_at_random:
+            raise UserError(f"config error in selection.selectors.{selector}: {selector} ignores the scores, so scorer "
+                            f"{scorer!r} would make it a random baseline; list it with a scorer that is not a random draw")
 
 
 @contextlib.contextmanager

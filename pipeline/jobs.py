@@ -19,7 +19,7 @@ from pipeline.distillation import DistillSetting, base_teacher
 from pipeline.flops import model_flops
 from pipeline.params import parse_params
 from pipeline.scorers import build_scorer
-from pipeline.selectors import draws_at_random
+from pipeline.selectors import draws_at_random, needs_embeddings
 from pipeline.train import TrainConfig, planned_epochs
 
 # Each rule's place below its folders: its outputs are under results/<folder>/<place>/ (or are
@@ -131,6 +131,10 @@ class Experiment:
             self.proxy(run)
         for scorer in config["scorers"]:
             self.scores(scorer)
+        # (the scorers that read embeddings planned theirs above; a selector that reads them needs
+        # them whatever its scorers)
+        if any(needs_embeddings(selector) for selector in config["selection"]["selectors"]):
+            self.embeddings()
         for setting in self.settings.values():
             if setting.teacher is not None and setting.cached_views:
                 self.teacher_views(setting.teacher, setting.cached_views)
@@ -193,7 +197,7 @@ class Experiment:
 
     def embeddings(self) -> Job:
         """The scoring teacher's penultimate features on the un-augmented training set, once per
-        teacher, for the scorers that read embeddings."""
+        teacher, for the scorers and selectors that read embeddings."""
         name = self.config["scoring"]["teacher"]
         if ("embeddings", name) in self._jobs:
             return self._jobs["embeddings", name]
@@ -269,7 +273,8 @@ class Experiment:
             return self._reads[job]
         if job.rule in ("subsets", "drawn_subsets"):
             cutoff = config["selection"]["selectors"][job["selector"]]["params"].get("cutoff_scorer")
-            return [self.scores(job["scorer"])] + ([self.scores(cutoff)] if cutoff else [])
+            return ([self.scores(job["scorer"])] + ([self.scores(cutoff)] if cutoff else [])
+                    + ([self.embeddings()] if needs_embeddings(job["selector"]) else []))
         if job.rule == "students":
             setting = self.settings[job["distill"]]
             jobs = [self.subset(job["scorer"], job["selector"], job["keep"], job["seed"])]

@@ -9,6 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,9 +19,11 @@ from pipeline.errors import UserError
 from pipeline.io import read_meta, read_table, scores_hash, write_table
 from pipeline.params import NoParams
 from pipeline.seeding import numpy_generator
-from pipeline.selectors import SELECTORS, OrderParams, Picked, order_by_score, select_subset, split_ties
+from pipeline.selectors import (SELECTORS, OrderParams, Picked, needs_embeddings, order_by_score, select_subset,
+                                split_ties)
 from pipeline.selectors import stratified as stratified_module
 from pipeline.selectors.budget import class_budgets, total_budget
+from pipeline.selectors.geometry import row_mean, squared_distances
 from pipeline.selectors.medium import median_window
 from pipeline.selectors.stratified import allocate, stratum_of
 
@@ -271,8 +274,9 @@ def test_ties_inside_classes():
 
 def test_keep_all():
     for name in SELECTORS.names():
-        assert select_subset(name, SCORES, LABELS, 1.0, rng()).kept.tolist() == list(range(6))
-        assert select_subset(name, SCORES, LABELS, 1, rng(), class_balanced=False).kept.tolist() == list(range(6))
+        extra = geometry(name, SCORES, LABELS)
+        assert select_subset(name, SCORES, LABELS, 1.0, rng(), **extra).kept.tolist() == list(range(6))
+        assert select_subset(name, SCORES, LABELS, 1, rng(), class_balanced=False, **extra).kept.tolist() == list(range(6))
 
 
 def test_random_selector_counts_seeds():
@@ -347,6 +351,13 @@ def problems(draw):
     return np.array(scores), np.array(labels), k
 
 
+def geometry(selector, scores, labels):
+    """The embeddings a selector that picks by them is given: here each sample's (score, label)."""
+    if not needs_embeddings(selector):
+        return {}
+    return {"embeddings": torch.tensor(np.stack([scores, labels], 1), dtype=torch.float32)}
+
+
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -367,12 +378,14 @@ def test_selection_properties(problem, selector, balanced, seed, ties):
     assert total_budget(n, f) == expected_total
     if expected_total == 0:  # a keep fraction that keeps nothing is a user error
         with pytest.raises(UserError, match="keeps none"):
-            select_subset(selector, scores, labels, f, np.random.default_rng(seed), balanced, params)
+            select_subset(selector, scores, labels, f, np.random.default_rng(seed), balanced, params,
+                          **geometry(selector, scores, labels))
         return
 
-    selection = select_subset(selector, scores, labels, f, np.random.default_rng(seed), balanced, params)
+    extra = geometry(selector, scores, labels)
+    selection = select_subset(selector, scores, labels, f, np.random.default_rng(seed), balanced, params, **extra)
     kept = selection.kept
-    again = select_subset(selector, scores, labels, f, np.random.default_rng(seed), balanced, params)
+    again = select_subset(selector, scores, labels, f, np.random.default_rng(seed), balanced, params, **extra)
     assert kept.tolist() == again.kept.tolist() and selection.ties_at_cutoff == again.ties_at_cutoff
     assert len(kept) == expected_total
     assert len(np.unique(kept)) == len(kept)
@@ -429,7 +442,7 @@ def test_selection_properties(problem, selector, balanced, seed, ties):
             outside = set(scores[np.setdiff1d(group, window)].tolist())
             expected_ties += sum(1 for i in group if scores[i] in inside and scores[i] in outside)
         assert selection.ties_at_cutoff == expected_ties
-    if selector == "random":
+    if selector in ("random", "herding", "kcenter"):  # no cut-off by score
         assert selection.ties_at_cutoff == 0
 
 
@@ -437,7 +450,8 @@ def test_selection_properties(problem, selector, balanced, seed, ties):
 @given(problems(), st.sampled_from(SELECTORS.names()), st.booleans())
 def test_keep_all_property(problem, selector, balanced):
     scores, labels, _ = problem
-    selection = select_subset(selector, scores, labels, 1.0, np.random.default_rng(0), class_balanced=balanced)
+    selection = select_subset(selector, scores, labels, 1.0, np.random.default_rng(0), class_balanced=balanced,
+                              **geometry(selector, scores, labels))
     assert selection.kept.tolist() == list(range(len(scores)))
     assert selection.ties_at_cutoff == 0  # nothing dropped, no cut-off
 
@@ -474,7 +488,7 @@ def test_unknown_parameter_in_config_is_one_line():
         SELECTORS.params("stratified", {"betta": 0.1}, "selection.selectors.stratified")
     assert str(info.value) == ("config error in selection.selectors.stratified: unknown parameter 'betta' for "
                                "selector 'stratified'; allowed: ties, beta, strata, cutoff_scorer")
-    with pytest.raises(UserError, match=r"^unknown selector 'hardst'; known: easiest, hardest, medium, random, stratified$"):
+    with pytest.raises(UserError, match=r"^unknown selector 'hardst'; known: easiest, hardest, herding, kcenter, medium, random, stratified$"):
         SELECTORS.params("hardst", {}, "selection.selectors.hardst")
     with pytest.raises(UserError, match=r"^selector 'stratified' params must be a mapping of names to values, got \[0\.1\]$"):
         SELECTORS.params("stratified", [0.1])
@@ -924,3 +938,133 @@ def test_stratified_cuts_by_another_scorer_when_asked():
         select_subset("stratified", scores, labels, 0.5, rng, False, {"beta": 0.1, "cutoff_scorer": "aum"})  # no scores
     with pytest.raises(UserError, match="cutoff scores are given exactly when cutoff_scorer names a scorer"):
         select_subset("hardest", scores, labels, 0.5, rng, False, {}, cutoff_scores=cutoff)
+
+
+# ------------------------------------------------------------------ herding and kcenter (embeddings)
+
+LINE = torch.tensor([[0.0], [1.0], [2.0], [3.0], [10.0]])  # five 1-D points, one class
+ZEROS = np.zeros(5)
+
+
+def geometric(selector, points, labels, f, generator=None, balanced=True):
+    return select_subset(selector, np.zeros(len(points)), labels, f, generator or rng(), balanced, embeddings=points)
+
+
+@pytest.mark.parametrize("f, kept", [(0.2, [3]), (0.4, [2, 3]), (0.6, [1, 2, 3]), (1.0, [0, 1, 2, 3, 4])])
+def test_herding_by_hand_on_a_line(f, kept):
+    """Mean 16 / 5 = 3.2. Step 1 keeps the point nearest 3.2: 3. Step 2 the point nearest
+    2 x 3.2 - 3 = 3.4 among the rest: 2 (1.4 away; 10 is 6.6). Step 3 nearest 3 x 3.2 - 5 = 4.6:
+    1 (3.6; 10 is 5.4)."""
+    assert geometric("herding", LINE, np.zeros(5, int), f).kept.tolist() == kept
+
+
+def test_herding_by_hand_in_the_plane_ties_to_the_lowest_index():
+    """A square's corners and its centre, mean (1, 1): the centre (4) first; then the target
+    2 (1, 1) - (1, 1) = (1, 1) is equally far from the four corners: the lowest index, 0; then
+    3 (1, 1) - (1, 1) = (2, 2): corner 3; then 4 (1, 1) - (3, 3) = (1, 1): corners 1 and 2 tie: 1."""
+    square = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0], [1.0, 1.0]])
+    labels = np.zeros(5, int)
+    assert geometric("herding", square, labels, 0.6).kept.tolist() == [0, 3, 4]
+    assert geometric("herding", square, labels, 0.8).kept.tolist() == [0, 1, 3, 4]
+
+
+def test_herding_per_class_and_over_the_whole_set():
+    """Class 0 at 0, 1, 5 (mean 2) and class 1 at 10, 11, 12 (mean 11); f = 0.5: budgets 2 and 1
+    (equal remainders: the lower class gets the extra one). Class 0 keeps 1 (nearest 2), then
+    the point nearest 2 x 2 - 1 = 3: 5; class 1 keeps 11. Over the whole set (mean 6.5): 5, then
+    nearest 13 - 5 = 8: 10, then nearest 19.5 - 15 = 4.5: 1 (3.5; 0 is 4.5 away)."""
+    points = torch.tensor([[0.0], [1.0], [5.0], [10.0], [11.0], [12.0]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    assert geometric("herding", points, labels, 0.5).kept.tolist() == [1, 2, 4]
+    assert geometric("herding", points, labels, 0.5, balanced=False).kept.tolist() == [1, 2, 3]
+
+
+class FixedStart:
+    """A generator whose one draw, kcenter's first centre, is position ``start`` of the group."""
+
+    def __init__(self, start):
+        self.start = start
+
+    def integers(self, n):
+        assert 0 <= self.start < n
+        return self.start
+
+
+@pytest.mark.parametrize("f, kept", [(0.2, [2]), (0.4, [2, 4]), (0.6, [0, 2, 4]), (0.8, [0, 1, 2, 4])])
+def test_kcenter_by_hand_on_a_line(f, kept):
+    """First centre 2 (drawn); the farthest from it is 10; then each point's distance to its
+    nearest centre is 0: 2, 1: 1, 3: 1, so 0; then 1 and 3 are both 1 away: the lower index, 1."""
+    assert geometric("kcenter", LINE, np.zeros(5, int), f, FixedStart(2)).kept.tolist() == kept
+
+
+def test_kcenter_starts_from_the_seeded_draw():
+    """k = 1 keeps exactly the first centre: the generator's integers(n), so the same seed keeps
+    the same sample and the selection's generator decides it."""
+    for seed in range(5):
+        start = int(np.random.default_rng(seed).integers(5))
+        assert geometric("kcenter", LINE, np.zeros(5, int), 0.2, rng(seed)).kept.tolist() == [start]
+    # from 10 (seed 0 draws position 4), the farthest is 0, then 3 (3 from 0, 7 from 10)
+    assert int(np.random.default_rng(0).integers(5)) == 4
+    assert geometric("kcenter", LINE, np.zeros(5, int), 0.6, rng(0)).kept.tolist() == [0, 3, 4]
+
+
+def test_a_class_whose_budget_is_zero_keeps_none_and_draws_nothing():
+    """f = 0.1 of classes of 1 and 10 samples: round(1.1) = 1, all of it to class 1 (class 0's
+    share is 0.1). kcenter's one draw is class 1's, the generator's first: nothing was drawn for
+    class 0. Herding keeps the point nearest 5.5 (the mean of 1..10): 5 and 6 tie, the lower index."""
+    points = torch.arange(11.0).reshape(11, 1)
+    labels = np.array([0] + [1] * 10)
+    first = int(np.random.default_rng(0).integers(10))
+    assert geometric("kcenter", points, labels, 0.1, rng(0)).kept.tolist() == [1 + first]
+    assert geometric("herding", points, labels, 0.1).kept.tolist() == [5]
+
+
+def test_embeddings_go_exactly_to_the_selectors_that_pick_by_them():
+    for selector in ("herding", "kcenter"):
+        assert needs_embeddings(selector)
+        with pytest.raises(UserError, match=f"^selector '{selector}' selects by the scoring teacher's embeddings, "
+                                            "but none were given$"):
+            select_subset(selector, ZEROS, np.zeros(5, int), 0.4, rng())
+    assert not any(needs_embeddings(s) for s in ("easiest", "hardest", "medium", "random", "stratified"))
+    with pytest.raises(UserError, match="^selector 'hardest': embeddings are given exactly to the selectors that pick"):
+        select_subset("hardest", ZEROS, np.zeros(5, int), 0.4, rng(), embeddings=LINE)
+
+
+def test_distances_in_blocks_are_the_distances():
+    """Blocks of 2 rows over 5 float16 points, the last block short: the same squared distances,
+    in float32, and the mean summed in float64."""
+    points = torch.tensor([[0.5, 1.0], [2.0, -1.0], [3.0, 3.0], [-4.0, 0.25], [1.0, 1.0]], dtype=torch.float16)
+    center = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    distances = squared_distances(points, center, chunk_rows=2)
+    assert distances.dtype == torch.float32
+    assert distances.tolist() == [1.25, 10.0, 5.0, 28.0625, 1.0]
+    assert row_mean(points, chunk_rows=2).tolist() == [0.5, 0.85]
+
+
+def test_subset_stage_gives_herding_the_embeddings_of_the_scored_samples(tmp_path, capsys):
+    """Scores of samples 1, 2, 4, 5 only (0 and 3 held out): the stage takes those rows of the
+    embeddings (0 at 100 and 3 at -100 would otherwise pull the mean): class 0 is samples 1, 2 at
+    1 and 3 (mean 2, equally near: 1 first), class 1 is 4, 5 at 7 and 9 (4 first)."""
+    from pipeline.stages.embeddings import save_embeddings
+
+    scores = tmp_path / "scores.parquet"
+    write_scores(pd.DataFrame({"sample_index": [1, 2, 4, 5], "label": [0, 0, 1, 1], "score": [0.1, 0.2, 0.3, 0.4]}),
+                 scores)
+    embeddings = tmp_path / "embeddings.pt"
+    save_embeddings(embeddings, torch.tensor([[100.0], [1.0], [3.0], [-100.0], [7.0], [9.0]]),
+                    {"dataset_fingerprint": META["dataset_fingerprint"]})
+    spec = {"scorer": "el2n", "data": DATA, "selector": "herding", "keep_fraction": 0.5, "seed": 3,
+            "class_balanced": True, "params": {}}
+    out = tmp_path / "subset.parquet"
+    pipeline.stages.subsets.main(["--spec", json.dumps(spec), "--scores", str(scores), "--embeddings", str(embeddings),
+                                  "--device", "cpu", "--output", str(out)])
+    frame, meta = read_table(out)
+    assert frame["sample_index"].tolist() == [1, 4] and meta["ties_at_cutoff"] == 0
+    other = tmp_path / "other.pt"
+    save_embeddings(other, torch.zeros(6, 1), {"dataset_fingerprint": "another00000000"})
+    with pytest.raises(SystemExit):
+        pipeline.stages.subsets.main(["--spec", json.dumps(spec), "--scores", str(scores), "--embeddings", str(other),
+                                      "--output", str(tmp_path / "no.parquet")])
+    assert capsys.readouterr().err.strip() == (
+        f"error: {other} was made from data with fingerprint another00000000, but this run's data has "
+        f"{META['dataset_fingerprint']}; it is another run's file: delete it and run the workflow again, which remakes it")

@@ -15,6 +15,11 @@ selection's seeded generator; ``ties: index`` by ascending sample index (the onl
 this option). The permutation is drawn only for a group that has equal scores, so scores without
 ties give the same subset in both modes and leave the generator untouched.
 
+Embeddings: a selector that picks by geometry rather than by score (herding, kcenter) sets
+``needs_embeddings = True`` on its function; ``select_subset`` then passes it, and only it, the
+keyword ``embeddings``: one row per sample of the group (a float tensor, on the device the
+distances are to be computed on). Every other selector keeps the plain signature.
+
 Adding a selector: one file in this package with ``@SELECTORS.register("name")`` and its import below.
 """
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 from pipeline.errors import UserError
 from pipeline.params import NoParams
@@ -70,6 +76,12 @@ def draws_at_random(name: str) -> bool:
     """Whether selector ``name``'s subset is a seeded random draw (``random``), which
     selection.random_draws: per_student_seed redraws for every student seed."""
     return getattr(SELECTORS.get(name), "draws_at_random", False)
+
+
+def needs_embeddings(name: str) -> bool:
+    """Whether selector ``name`` picks from the scoring teacher's embeddings (herding, kcenter), so
+    that its job must be given them."""
+    return getattr(SELECTORS.get(name), "needs_embeddings", False)
 
 
 def order_by_score(scores: np.ndarray, indices: np.ndarray, descending: bool, ties: str,
@@ -133,12 +145,14 @@ def select_subset(
     class_balanced: bool = True,
     params: Mapping | None = None,
     cutoff_scores: np.ndarray | None = None,
+    embeddings=None,
 ) -> Selection:
     """The kept samples (sorted canonical indices), the tied samples the cut-offs split (summed over
     the classes when class-balanced) and the Params used. ``scores[i]`` and ``labels[i]`` belong to
     sample ``i``; ``params`` are the selector's parameters, as a config entry (unknown names are a
     UserError) or its Params; ``cutoff_scores[i]``, another scorer's score of sample ``i``, for a
-    selector whose ``cutoff_scorer`` names one (``stratified``)."""
+    selector whose ``cutoff_scorer`` names one (``stratified``); ``embeddings[i]``, sample ``i``'s
+    embedding (a 2-D torch tensor), for a selector that ``needs_embeddings``."""
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     if not 0 < keep_fraction <= 1:
         raise UserError(f"keep fraction must be in (0, 1], got {keep_fraction}")
@@ -151,6 +165,13 @@ def select_subset(
     params = SELECTORS.params(selector, params)
     if (getattr(params, "cutoff_scorer", None) is None) != (cutoff_scores is None):
         raise UserError(f"selector {selector!r}: cutoff scores are given exactly when cutoff_scorer names a scorer")
+    wants_embeddings = getattr(pick, "needs_embeddings", False)
+    if wants_embeddings and embeddings is None:
+        raise UserError(f"selector {selector!r} selects by the scoring teacher's embeddings, but none were given")
+    if not wants_embeddings and embeddings is not None:
+        raise UserError(f"selector {selector!r}: embeddings are given exactly to the selectors that pick by them")
+    if wants_embeddings and (embeddings.dim() != 2 or len(embeddings) != len(scores)):
+        raise ValueError(f"internal error: embeddings of shape {tuple(embeddings.shape)} for {len(scores)} scores")
     indices = np.arange(len(scores))
     if class_balanced:
         budgets = class_budgets(labels, keep_fraction)
@@ -162,10 +183,12 @@ def select_subset(
         if k > len(group):
             where = f"of class {c}, which has only {len(group)}" if class_balanced else f"of the {len(group)} samples"
             raise UserError(f"selector {selector!r} asked for {k} samples {where}")
-        cutoff = {} if cutoff_scores is None else {"cutoff_scores": np.asarray(cutoff_scores, dtype=np.float64)[group]}
-        picked.append(_check_picked(selector, pick(scores[group], group, k, rng, params, **cutoff), group, k))
+        extra = {} if cutoff_scores is None else {"cutoff_scores": np.asarray(cutoff_scores, dtype=np.float64)[group]}
+        if wants_embeddings:
+            extra["embeddings"] = embeddings[torch.from_numpy(group)]
+        picked.append(_check_picked(selector, pick(scores[group], group, k, rng, params, **extra), group, k))
     kept = np.sort(np.concatenate([p.kept for p in picked]))
     return Selection(kept, sum(p.ties_at_cutoff for p in picked), params)
 
 
-from pipeline.selectors import easiest, hardest, medium, random, stratified  # noqa: E402,F401
+from pipeline.selectors import easiest, hardest, herding, kcenter, medium, random, stratified  # noqa: E402,F401

@@ -12,6 +12,10 @@ A drawn subset (spec ``draw``: a student seed, with selection.random_draws: per_
 fresh random draw for that seed: the selection is seeded by it and, for a scorer whose scores are a
 random draw (``random``), the scores are redrawn with it, exactly as that scorer scores with that
 seed; ``draw`` is then a column and in the metadata.
+
+A selector that picks by geometry (herding, kcenter: ``needs_embeddings``) is given the scoring
+teacher's embeddings (``--embeddings``; refused unless made from the scores' data) and computes
+its distances on ``--device`` (the config's device, resolved where the job runs).
 """
 from __future__ import annotations
 
@@ -20,14 +24,17 @@ import json
 
 import numpy as np
 import pandas as pd
+import torch
 
 from pipeline.cli import stage
+from pipeline.devices import resolve_device
 from pipeline.errors import UserError
 from pipeline.io import REMAKE, read_table, require_same_data, scores_hash, stable_hash, write_table
 from pipeline.params import params_dict
 from pipeline.scorers import SCORERS
 from pipeline.seeding import numpy_generator
 from pipeline.selectors import select_subset
+from pipeline.stages.embeddings import load_embeddings
 
 
 @stage
@@ -36,6 +43,8 @@ def main(argv=None):
     p.add_argument("--spec", required=True, type=json.loads)
     p.add_argument("--scores", required=True)
     p.add_argument("--cutoff-scores", default=None, help="the cutoff_scorer's score table (stratified)")
+    p.add_argument("--embeddings", default=None, help="the scoring teacher's embeddings (herding, kcenter)")
+    p.add_argument("--device", default="cpu", help="where the selector computes distances between embeddings")
     p.add_argument("--output", required=True)
     args = p.parse_args(argv)
     spec = args.spec
@@ -55,9 +64,12 @@ def main(argv=None):
     scorer = SCORERS.get(spec["scorer"])
     if draw is not None and scorer.draws_at_random:
         values = scorer.redraw(index, draw)
+    embeddings = None
+    if args.embeddings is not None:
+        embeddings = scored_embeddings(args.embeddings, index, meta["dataset_fingerprint"], resolve_device(args.device))
     rng = numpy_generator(spec["seed"], "select", spec["selector"])
     selection = select_subset(spec["selector"], values, scores["label"].to_numpy(),
-                              spec["keep_fraction"], rng, spec["class_balanced"], spec.get("params"), cutoff)
+                              spec["keep_fraction"], rng, spec["class_balanced"], spec.get("params"), cutoff, embeddings)
     kept = index[selection.kept]  # positions in the table -> canonical sample indices
     table = pd.DataFrame({"sample_index": kept, "label": scores["label"].to_numpy()[selection.kept], "scorer": spec["scorer"],
                           "selector": spec["selector"], "keep_fraction": float(spec["keep_fraction"]),
@@ -72,6 +84,16 @@ def main(argv=None):
         "scores_hash": meta["scores_hash"], "spec": spec, "config_hash": stable_hash(spec),
         "dataset": meta["dataset"], "dataset_fingerprint": meta["dataset_fingerprint"],
     })
+
+
+def scored_embeddings(path: str, index: np.ndarray, fingerprint: str, device: torch.device) -> torch.Tensor:
+    """The embeddings of the scored samples ``index`` (canonical), in the score table's order, on
+    ``device``; refused in one line unless made from the data the scores were (``fingerprint``)."""
+    embeddings = load_embeddings(path, fingerprint)
+    if len(embeddings) <= index.max():
+        raise UserError(f"{path} holds the embeddings of {len(embeddings)} samples, but sample {index.max()} was scored; "
+                        f"{REMAKE}")
+    return embeddings[torch.tensor(index)].to(device)
 
 
 def read_scores(path: str, scorer: str, data: dict) -> tuple[pd.DataFrame, dict]:

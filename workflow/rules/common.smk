@@ -18,6 +18,7 @@ from pipeline.errors import UserError
 from pipeline.jobs import PLACES, SHARED, Experiment, Job, without
 from pipeline.models.released import TORCHVISION, check_checkpoints
 from pipeline.scorers import build_scorer
+from pipeline.selectors import needs_embeddings
 from pipeline import warm
 
 try:
@@ -265,13 +266,17 @@ def scores_of(scorer):
 
 
 def subset_inputs(wildcards):
-    """The scorer's scores, and the cutoff scorer's for a selector that cuts by another (CCS)."""
+    """The scorer's scores, the cutoff scorer's for a selector that cuts by another (CCS), and
+    the scoring teacher's embeddings for a selector that picks by them (herding, kcenter).
+    """
     files = {"scores": scores_of(wildcards.scorer)}
     cutoff = config["selection"]["selectors"][wildcards.selector]["params"].get(
         "cutoff_scorer"
     )
     if cutoff:
         files["cutoff"] = scores_of(cutoff)
+    if needs_embeddings(wildcards.selector):
+        files["embeddings"] = embeddings_file()
     return files
 
 
@@ -410,6 +415,17 @@ def cutoff_argument(wildcards, input):
         if "cutoff" in input.keys()
         else ""
     )
+
+
+def selection_arguments(wildcards, input):
+    """--cutoff-scores, and --embeddings with the --device to compute distances on, for the inputs
+    a subset job was given. A selection job asks for no GPU (resources.smk), so it takes the one
+    it finds (auto: a local run's), never insists on CUDA."""
+    parts = [cutoff_argument(wildcards, input)] if "cutoff" in input.keys() else []
+    if "embeddings" in input.keys():
+        device = "cpu" if config["device"] == "cpu" else "auto"
+        parts.append(f"--embeddings {shlex.quote(input.embeddings)} --device {device}")
+    return " ".join(parts)
 
 
 def embeddings_file():

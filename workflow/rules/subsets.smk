@@ -17,7 +17,8 @@ rule subsets:
         **CPU_JOB,
     params:
         spec=subset_spec,
-        cutoff=cutoff_argument,
+        # (the cutoff scores and the embeddings: one param, so the command, a rerun trigger, is unchanged)
+        cutoff=selection_arguments,
     shell:
         "python -m pipeline.stages.subsets --spec {params.spec:q} --scores {input.scores:q} "
         "{params.cutoff} --output {output.subset:q} > {log:q} 2>&1"
@@ -42,7 +43,8 @@ rule drawn_subsets:
         **CPU_JOB,
     params:
         spec=subset_spec,
-        cutoff=cutoff_argument,
+        # (the cutoff scores and the embeddings: one param, so the command, a rerun trigger, is unchanged)
+        cutoff=selection_arguments,
     shell:
         "python -m pipeline.stages.subsets --spec {params.spec:q} --scores {input.scores:q} "
         "{params.cutoff} --output {output.subset:q} > {log:q} 2>&1"

@@ -104,16 +104,37 @@ def test_the_scores_stage_loads_embeddings_only_when_given(tmp_path):
 POINTS = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0], [6.0, 8.0], [1.0, 1.0], [5.0, 2.0]], dtype=torch.float16)
 
 
-def test_moderate_is_the_distance_to_the_class_mean_embedding(data):
+def test_moderate_is_the_distance_to_the_class_centre(data):
     scorer = build_scorer("moderate")
-    assert scorer.needs == {"embeddings"}
+    assert scorer.needs == {"embeddings"} and scorer.params.center == "median"
     scores = scorer.score(dataclasses.replace(context(data), embeddings=POINTS))
-    # class 0: (0, 0) and (6, 8), mean (3, 4): 5 each; class 1: two equal points, 0; class 2: (5, 5)
-    # and (5, 2), mean (5, 3.5): 1.5 each
+    # two samples a class: the median (the middle two averaged) is the mean. Class 0: (0, 0) and
+    # (6, 8), centre (3, 4): 5 each; class 1: two equal points, 0; class 2: (5, 5) and (5, 2),
+    # centre (5, 3.5): 1.5 each
     assert scores.tolist() == [5.0, 0.0, 1.5, 5.0, 0.0, 1.5]
+    mean = build_scorer("moderate", {"center": "mean"})
+    assert mean.score(dataclasses.replace(context(data), embeddings=POINTS)).tolist() == scores.tolist()
 
 
-def test_moderate_takes_the_class_mean_over_the_samples_not_held_out(data):
+def test_moderate_centre_is_the_coordinate_wise_median_as_the_released_code():
+    """Class 0 of nine samples (labels 0, 1, 2, 0, ...) is samples 0, 3, 6 at (0, 0), (1, 3),
+    (10, 1): the median centre is (1, 1), distances 2**0.5, 2, 9; the mean centre (11/3, 4/3)."""
+    from tiny import random_dataset
+
+    data = random_dataset(9)
+    points = torch.zeros(9, 2, dtype=torch.float16)
+    points[[0, 3, 6]] = torch.tensor([[0.0, 0.0], [1.0, 3.0], [10.0, 1.0]], dtype=torch.float16)
+    median = build_scorer("moderate").score(dataclasses.replace(context(data), embeddings=points))
+    assert median[[0, 3, 6]] == pytest.approx([2**0.5, 2.0, 9.0], rel=1e-15)
+    mean = build_scorer("moderate", {"center": "mean"}).score(dataclasses.replace(context(data), embeddings=points))
+    assert mean[[0, 3, 6]] == pytest.approx([np.hypot(11 / 3, 4 / 3), np.hypot(8 / 3, 5 / 3), np.hypot(19 / 3, 1 / 3)],
+                                            rel=1e-15)
+    assert median[[1, 2, 4, 5, 7, 8]].tolist() == [0.0] * 6  # the other classes sit at their centre
+    with pytest.raises(UserError, match="^moderate center must be 'median' or 'mean', got 'mode'$"):
+        build_scorer("moderate", {"center": "mode"})
+
+
+def test_moderate_takes_the_class_centre_over_the_samples_not_held_out(data):
     held = dataclasses.replace(data, held_out=torch.tensor([3]))  # sample 3 (class 0) held out
     scores = build_scorer("moderate").score(dataclasses.replace(context(held), embeddings=POINTS))
     assert np.isnan(scores[3])  # never scored

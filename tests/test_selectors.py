@@ -841,6 +841,7 @@ def test_subset_stage_hardest(score_file, tmp_path):
     assert meta["stage"] == "subsets"
     assert meta["ties_at_cutoff"] == 0  # no equal scores inside a class
     assert meta["selector_params_used"] == {"ties": "random"}
+    assert meta["embeddings"] is None  # (a selector that picks by embeddings records which)
 
 
 def test_subset_stage_unbalanced_easiest(score_file, tmp_path):
@@ -1060,6 +1061,8 @@ def test_subset_stage_gives_herding_the_embeddings_of_the_scored_samples(tmp_pat
                                   "--device", "cpu", "--output", str(out)])
     frame, meta = read_table(out)
     assert frame["sample_index"].tolist() == [1, 4] and meta["ties_at_cutoff"] == 0
+    recorded = torch.load(embeddings, weights_only=True)["content_hash"]
+    assert meta["embeddings"] == {"teacher": None, "content_hash": recorded, "device": "cpu"}
     other = tmp_path / "other.pt"
     save_embeddings(other, torch.zeros(6, 1), {"dataset_fingerprint": "another00000000"})
     with pytest.raises(SystemExit):

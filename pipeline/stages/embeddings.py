@@ -52,11 +52,17 @@ def save_embeddings(path: str | Path, features: torch.Tensor, meta: dict[str, An
 
 def load_embeddings(path: str | Path, fingerprint: str) -> torch.Tensor:
     """The N x d float16 embeddings of ``path``, made from the data of ``fingerprint``."""
-    embeddings = load_torch(path, KIND, ("embeddings", "dataset_fingerprint"), fingerprint)["embeddings"]
+    return read_embeddings(path, fingerprint)[0]
+
+
+def read_embeddings(path: str | Path, fingerprint: str) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The embeddings of ``path`` and what the file records beside them (teacher, content hash, ...)."""
+    state = load_torch(path, KIND, ("embeddings", "dataset_fingerprint"), fingerprint)
+    embeddings = state.pop("embeddings")
     if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2:
         raise UserError(f"{path} is not a {KIND}: its embeddings are not one row per sample (shape "
                         f"{tuple(getattr(embeddings, 'shape', ()))}); {REMAKE}")
-    return embeddings
+    return embeddings, state
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ seed; ``draw`` is then a column and in the metadata.
 
 A selector that picks by geometry (herding, kcenter: ``needs_embeddings``) is given the scoring
 teacher's embeddings (``--embeddings``; refused unless made from the scores' data) and computes
-its distances on ``--device`` (the config's device, resolved where the job runs).
+its distances on ``--device`` (the config's device, resolved where the job runs); the metadata's
+``embeddings`` records their teacher, content hash and that device (None for other selectors).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from pipeline.params import params_dict
 from pipeline.scorers import SCORERS
 from pipeline.seeding import numpy_generator
 from pipeline.selectors import select_subset
-from pipeline.stages.embeddings import load_embeddings
+from pipeline.stages.embeddings import read_embeddings
 
 
 @stage
@@ -64,9 +65,13 @@ def main(argv=None):
     scorer = SCORERS.get(spec["scorer"])
     if draw is not None and scorer.draws_at_random:
         values = scorer.redraw(index, draw)
-    embeddings = None
+    embeddings, embeddings_record = None, None
     if args.embeddings is not None:
-        embeddings = scored_embeddings(args.embeddings, index, meta["dataset_fingerprint"], resolve_device(args.device))
+        device = resolve_device(args.device)
+        embeddings, record = scored_embeddings(args.embeddings, index, meta["dataset_fingerprint"], device)
+        # which teacher's embeddings, by their content hash, and where the distances ran
+        embeddings_record = {"teacher": record.get("teacher"), "content_hash": record.get("content_hash"),
+                             "device": str(device)}
     rng = numpy_generator(spec["seed"], "select", spec["selector"])
     selection = select_subset(spec["selector"], values, scores["label"].to_numpy(),
                               spec["keep_fraction"], rng, spec["class_balanced"], spec.get("params"), cutoff, embeddings)
@@ -80,20 +85,22 @@ def main(argv=None):
         "stage": "subsets", "scorer": spec["scorer"], "selector": spec["selector"],
         "keep_fraction": spec["keep_fraction"], "class_balanced": spec["class_balanced"], "seed": spec["seed"],
         "selector_params": spec.get("params", {}), "selector_params_used": params_dict(selection.params),
-        "ties_at_cutoff": selection.ties_at_cutoff, "draw": draw,
+        "ties_at_cutoff": selection.ties_at_cutoff, "draw": draw, "embeddings": embeddings_record,
         "scores_hash": meta["scores_hash"], "spec": spec, "config_hash": stable_hash(spec),
         "dataset": meta["dataset"], "dataset_fingerprint": meta["dataset_fingerprint"],
     })
 
 
-def scored_embeddings(path: str, index: np.ndarray, fingerprint: str, device: torch.device) -> torch.Tensor:
+def scored_embeddings(path: str, index: np.ndarray, fingerprint: str,
+                      device: torch.device) -> tuple[torch.Tensor, dict]:
     """The embeddings of the scored samples ``index`` (canonical), in the score table's order, on
-    ``device``; refused in one line unless made from the data the scores were (``fingerprint``)."""
-    embeddings = load_embeddings(path, fingerprint)
+    ``device``, and the file's record; refused in one line unless made from the data the scores
+    were (``fingerprint``)."""
+    embeddings, record = read_embeddings(path, fingerprint)
     if len(embeddings) <= index.max():
         raise UserError(f"{path} holds the embeddings of {len(embeddings)} samples, but sample {index.max()} was scored; "
                         f"{REMAKE}")
-    return embeddings[torch.tensor(index)].to(device)
+    return embeddings[torch.tensor(index)].to(device), record
 
 
 def read_scores(path: str, scorer: str, data: dict) -> tuple[pd.DataFrame, dict]:

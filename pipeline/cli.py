@@ -75,8 +75,24 @@ def setup(args: argparse.Namespace) -> tuple[dict[str, Any], Dataset, torch.devi
     return spec, dataset, device
 
 
+# Datasets a local run's warm server read before forking its jobs (pipeline.warm), by their spec
+_PRELOADED: dict[str, Dataset] = {}
+
+
+def _data_key(data: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in data.items() if k != "download"}, sort_keys=True, default=str)
+
+
+def preload_data(data: dict[str, Any]) -> None:
+    """Read the dataset of ``data`` now, for every later ``load_data`` of it in this process and
+    in the processes forked from it."""
+    _PRELOADED[_data_key(data)] = load_data(data)
+
+
 def load_data(data: dict[str, Any]) -> Dataset:
     """The dataset a spec's ``data`` section names."""
+    if _data_key(data) in _PRELOADED:
+        return _PRELOADED[_data_key(data)]
     return load_dataset(data["dataset"], data.get("root"), data.get("download", False),
                         data.get("train_limit"), data.get("test_limit"), data.get("validation_fraction", 0.0),
                         data.get("validation_seed", 0), data.get("validation_stratified", True), data_options(data),

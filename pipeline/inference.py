@@ -8,7 +8,7 @@ significant digits would tie many of them.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import pandas as pd
 import torch
@@ -53,24 +53,25 @@ def predict_with_features(model: nn.Module, split: Split, batch_size: int,
     return logits, features.cat()
 
 
+class Evaluation(NamedTuple):
+    accuracy: float
+    loss: float  # mean cross-entropy
+    predictions: torch.Tensor  # each sample's predicted class (CPU int64), for per-class accuracy
+
+
 def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.device,
-             indices: torch.Tensor | None = None) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy on ``split`` (or on its samples ``indices``)."""
+             indices: torch.Tensor | None = None) -> Evaluation:
+    """Accuracy, mean cross-entropy and predictions on ``split`` (or on its samples ``indices``)."""
     logits = torch.cat([logits.cpu() for logits in _logits_per_batch(model, split, batch_size, device, indices=indices)])
     labels = split.labels if indices is None else split.labels[indices]
-    return (
-        float((logits.argmax(1) == labels).float().mean()),
-        float(F.cross_entropy(logits, labels)),
-    )
+    predictions = logits.argmax(1)
+    return Evaluation(float((predictions == labels).float().mean()), float(F.cross_entropy(logits, labels)), predictions)
 
 
-def per_class_accuracy(model: nn.Module, split: Split, num_classes: int, batch_size: int,
-                       device: torch.device) -> pd.DataFrame:
-    """Accuracy on the samples of each class of ``split``: one row per class (``label``,
-    ``samples``, ``accuracy``; NaN for a class without samples)."""
-    logits = torch.cat([logits.cpu() for logits in _logits_per_batch(model, split, batch_size, device)])
-    labels = split.labels
+def per_class_accuracy(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> pd.DataFrame:
+    """Accuracy of ``predictions`` (an ``Evaluation``'s) on the samples of each class: one row per
+    class (``label``, ``samples``, ``accuracy``; NaN for a class without samples)."""
     samples = torch.bincount(labels, minlength=num_classes)
-    correct = torch.bincount(labels[logits.argmax(1) == labels], minlength=num_classes)
+    correct = torch.bincount(labels[predictions == labels], minlength=num_classes)
     return pd.DataFrame({"label": range(num_classes), "samples": samples.numpy(),
                          "accuracy": (correct.double() / samples.double()).numpy()})

@@ -211,12 +211,13 @@ def fit(
                                         + (f"; state saved in {resume.folder}" if resume else "; nothing saved (no --resume)"))
                 row = _epoch_row(run, epoch, epoch_start, device)
                 if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == trained:
-                    row["test_acc"], row["test_loss"] = evaluate(model, data.test, cfg.batch_size * 4, device)
+                    test = evaluate(model, data.test, cfg.batch_size * 4, device)
+                    row["test_acc"], row["test_loss"], run.test_predictions = test
                     if len(data.held_out):
                         row["val_acc"], row["val_loss"] = evaluate(model, data.train, cfg.batch_size * 4, device,
-                                                                   data.held_out)
+                                                                   data.held_out)[:2]
                     if best is not None:
-                        best.update(row["val_acc"], model)
+                        best.update(row["val_acc"], model, test.predictions)
                 run.finish_epoch(row)
                 if after_epoch is not None:
                     after_epoch(epoch + 1, model)
@@ -232,7 +233,10 @@ def fit(
         dynamics.sum_across_ranks()
     if best is not None:
         model.load_state_dict(best.weights)
-    return pd.DataFrame(run.rows)
+    history = pd.DataFrame(run.rows)
+    # the test-set predictions of the model the run ends with (per-class accuracy without another pass)
+    history.attrs["test_predictions"] = best.predictions if best is not None else run.test_predictions
+    return history
 
 
 def _check(cfg: TrainConfig, data: Dataset, loss: DistillLoss, infobatch: InfoBatchConfig | None, group: Ranks) -> None:
@@ -325,6 +329,7 @@ class _Progress:
     correct: torch.Tensor | int = 0
     seen: int = 0
     lr: float = float("nan")
+    test_predictions: torch.Tensor | None = None  # of the last evaluated epoch
     elapsed: float = 0.0
     epoch_seconds: float = 0.0
 
@@ -378,17 +383,18 @@ class _BestModel:
     def __init__(self, model: nn.Module):
         self.val_acc = -1.0
         self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.predictions: torch.Tensor | None = None  # its test-set predictions
 
-    def update(self, val_acc: float, model: nn.Module) -> None:
+    def update(self, val_acc: float, model: nn.Module, predictions: torch.Tensor) -> None:
         if val_acc > self.val_acc:
-            self.val_acc = val_acc
+            self.val_acc, self.predictions = val_acc, predictions
             self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     def state_dict(self) -> dict:
-        return {"val_acc": self.val_acc, "weights": self.weights}
+        return {"val_acc": self.val_acc, "weights": self.weights, "predictions": self.predictions}
 
     def load_state_dict(self, state: dict) -> None:
-        self.val_acc, self.weights = state["val_acc"], state["weights"]
+        self.val_acc, self.weights, self.predictions = state["val_acc"], state["weights"], state.get("predictions")
 
 
 def _stop_requested(stop: StopSignal, group: Ranks, device: torch.device, step: int) -> bool:

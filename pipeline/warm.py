@@ -9,8 +9,8 @@ process hands it its command line, working directory, environment, umask and sta
 forwards the signals it gets (SIGTERM still saves a training state) and exits with the child's
 status. The command lines, outputs, logs and rerun rules are those of a cold start: the rules do
 not change, a job that finds no server (a cluster job, ``PRUNE_DISTILL_COLD=1``, a server not up
-yet or gone) starts cold, and the server imports only (no torch op, no thread) so that forking it
-is safe.
+yet or gone) starts cold. The server also reads the run's dataset, which its children share
+(copy-on-write), on one torch thread: it starts no thread pool, so that forking it is safe.
 
 What Snakemake's benchmark of a warm job measures is its launcher: its wall time is the job's,
 its CPU time and memory are not; outputs record ``started: warm`` (``pipeline.io``) and
@@ -100,13 +100,27 @@ def _exit_like(wait_status: int) -> None:
 
 # The server's side
 
-def serve(path: str, parent: int) -> None:
-    """Preload, then fork a child per job that connects to ``path``, until ``parent`` (the
-    Snakemake process) is gone or SIGTERM. No thread, no torch op: a fork copies one thread."""
+def serve(path: str, parent: int, data: dict | None) -> None:
+    """Preload (the modules, and the dataset of ``data``), then fork a child per job that connects
+    to ``path``, until ``parent`` (the Snakemake process) is gone or SIGTERM. No thread of its own,
+    and torch on one thread while it reads the data, so that no thread pool exists when it forks
+    (a fork copies only the calling thread)."""
     import importlib
+
+    import torch
+
+    from pipeline.cli import preload_data
 
     for module in PRELOAD:
         importlib.import_module(module)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    if data is not None:
+        try:
+            preload_data({**data, "download": False})  # a download is the datasets job's
+        except Exception as error:  # noqa: BLE001 - the jobs read it themselves and report what is wrong
+            print(f"not preloaded: {error}", file=sys.stderr)
+    torch.set_num_threads(threads)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".new")
     os.rename(path + ".new", path)  # jobs see the socket only once it accepts
@@ -202,9 +216,10 @@ _server: subprocess.Popen | None = None
 _folder = ""  # the server's socket and log
 
 
-def start(wait_seconds: float = 30.0) -> None:
-    """Start the run's server (unless ``PRUNE_DISTILL_COLD=1``) and point this process's jobs at
-    it; jobs that start before it is up start cold. Its log: server.log beside the socket."""
+def start(data: dict | None = None, wait_seconds: float = 30.0) -> None:
+    """Start the run's server (unless ``PRUNE_DISTILL_COLD=1``), which also reads the dataset of
+    the config's ``data`` section, and point this process's jobs at it; jobs that start before it
+    is up start cold. Its log: server.log beside the socket."""
     global _server, _folder
     if os.environ.get(COLD) == "1" or _server is not None:
         return
@@ -212,7 +227,7 @@ def start(wait_seconds: float = 30.0) -> None:
     path = os.path.join(_folder, "socket")
     env = {k: v for k, v in os.environ.items() if k != SOCKET}
     with open(os.path.join(_folder, "server.log"), "w") as log:
-        _server = subprocess.Popen([sys.executable, "-m", "pipeline.warm", path, str(os.getpid())],
+        _server = subprocess.Popen([sys.executable, "-m", "pipeline.warm", path, str(os.getpid()), json.dumps(data)],
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     deadline = time.monotonic() + wait_seconds
     while not os.path.exists(path) and _server.poll() is None and time.monotonic() < deadline:
@@ -236,4 +251,4 @@ def stop() -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]))
+    serve(sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]))

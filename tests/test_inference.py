@@ -35,7 +35,8 @@ def test_evaluate_on_chosen_samples(data):
     with torch.no_grad():
         logits = model(inputs(data.train))
     some = torch.tensor([1, 4, 5])
-    accuracy, loss = evaluate(model, data.train, 2, CPU, some)
+    accuracy, loss, predictions = evaluate(model, data.train, 2, CPU, some)
+    assert torch.equal(predictions, logits[some].argmax(1))
     assert accuracy == pytest.approx(float((logits[some].argmax(1) == data.train.labels[some]).float().mean()))
     assert loss == pytest.approx(float(F.cross_entropy(logits[some], data.train.labels[some])), rel=1e-5)
 
@@ -50,6 +51,6 @@ class ConstantModel(torch.nn.Module):
 def test_per_class_accuracy(data):
     """The tiny test split has labels 2, 1, 0, 1 (and no class 3): always predicting 1 is right on
     both samples of class 1 and wrong on the others; a class without samples has no accuracy."""
-    table = per_class_accuracy(ConstantModel(), data.test, 4, 3, CPU)
+    table = per_class_accuracy(evaluate(ConstantModel(), data.test, 3, CPU).predictions, data.test.labels, 4)
     assert table["label"].tolist() == [0, 1, 2, 3] and table["samples"].tolist() == [1, 2, 1, 0]
     assert table["accuracy"].iloc[:3].tolist() == [0.0, 1.0, 0.0] and np.isnan(table["accuracy"].iloc[3])

@@ -127,7 +127,11 @@ def test_validation_is_evaluated_on_held_out_samples_and_best_val_keeps_that_epo
     chosen = selected_epoch(history, "best_val")
     assert chosen["epoch"] < history["epoch"].iloc[-1]  # (all tie here: the first epoch, not the last)
     assert chosen["epoch"] == history.loc[history["val_acc"] == history["val_acc"].max(), "epoch"].min()
-    assert evaluate(best, held.test, 8, CPU) == (chosen["test_acc"], chosen["test_loss"])
+    best_test = evaluate(best, held.test, 8, CPU)
+    assert best_test[:2] == (chosen["test_acc"], chosen["test_loss"])
+    # the test-set predictions of the model each run ends with, for its per-class accuracy
+    assert torch.equal(history_best.attrs["test_predictions"], best_test.predictions)
+    assert torch.equal(history.attrs["test_predictions"], evaluate(last, held.test, 8, CPU).predictions)
     with pytest.raises(UserError, match="best_val needs a validation split"):
         fit(build_model("cnn", 3, 1, width=2), data, torch.arange(24), TrainConfig(epochs=1, select="best_val"),
             seed=0, device=CPU, loss=build_loss("ce"), log=lambda line: None)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import warm
+from pipeline import cli, warm
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,3 +57,16 @@ def test_cold_when_asked_or_when_the_server_is_gone(tmp_path, monkeypatch):
     monkeypatch.delenv(warm.COLD)
     monkeypatch.setenv(warm.SOCKET, str(tmp_path / "no-server"))  # a server that went away: the job starts cold
     assert stage("--help").returncode == 0
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
+                    reason="needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
+def test_a_preloaded_dataset_is_the_one_every_later_load_returns(monkeypatch):
+    """The server reads the run's data once; its children's load_data find it, whatever the
+    download flag (the datasets job's business), and another data section is read anew."""
+    monkeypatch.setattr(cli, "_PRELOADED", {})
+    data = {"dataset": "fashion_mnist", "root": "data", "train_limit": 100, "test_limit": 50}
+    cli.preload_data({**data, "download": False})
+    assert cli.load_data(data) is cli.load_data({**data, "download": True}) is next(iter(cli._PRELOADED.values()))
+    other = cli.load_data({**data, "train_limit": 60})
+    assert len(other.train) == 60 and len(cli.load_data(data).train) == 100

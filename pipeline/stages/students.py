@@ -72,7 +72,7 @@ def main(argv=None):
             "subset": args.subset, "subset_scores_hash": subset_meta["scores_hash"], "device": str(device),
             **data_meta(data)}
     evaluated = history.dropna(subset=["test_acc"])
-    per_class = per_class_accuracy(model, data.test, data.num_classes, cfg.batch_size * 4, device)
+    per_class = per_class_accuracy(history.attrs["test_predictions"], data.test.labels, data.num_classes)
     per_class.insert(1, "class_name", data.class_names())  # the data's names, else "class <label>"
     loss_params = setting.loss_params()
     run = {

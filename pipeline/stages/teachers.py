@@ -108,9 +108,9 @@ def evaluate_loaded(args, spec: dict, data: Dataset, device: torch.device) -> No
     nan = float("nan")  # the columns of a trained teacher's rows (pipeline.train), nothing trained
     row = {"epoch": 0, "lr": nan, "steps": 0, "sample_steps": 0, "train_loss": nan, "train_acc": nan,
            "test_acc": nan, "test_loss": nan, "val_acc": nan, "val_loss": nan}
-    row["test_acc"], row["test_loss"] = evaluate(model, data.test, batch_size, device)
+    row["test_acc"], row["test_loss"] = evaluate(model, data.test, batch_size, device)[:2]
     if len(data.held_out):
-        row["val_acc"], row["val_loss"] = evaluate(model, data.train, batch_size, device, data.held_out)
+        row["val_acc"], row["val_loss"] = evaluate(model, data.train, batch_size, device, data.held_out)[:2]
     row["seconds"] = time.perf_counter() - start
     row["images_per_second"] = (len(data.test) + len(data.held_out)) / row["seconds"]
     meta = {"stage": "teacher", "teacher": spec["name"], "spec": spec, "config_hash": stable_hash(spec),

@@ -36,10 +36,10 @@ onstart:
         check_checkpoints(config)
     except UserError as error:
         raise WorkflowError(str(error)) from None
-    # A local run's jobs fork from one process that imported torch and the stages (pipeline.warm);
-    # a cluster's jobs start cold.
+    # A local run's jobs fork from one process that imported torch and the stages and read the
+    # data (pipeline.warm); a cluster's jobs start cold.
     if workflow.local_exec:
-        warm.start()
+        warm.start(config["data"])
 
 
 onsuccess:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import UserError
-from pipeline.warm import STARTED
+from pipeline.warm import STARTED, current_umask
 
 META_KEY = b"prune_distill"
 CONTENT_HASH = "content_hash"  # the key of a file's content hash, in a table's record and a torch file's dict
@@ -45,12 +45,6 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def current_umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it; set it back at once
-    os.umask(mask)
-    return mask
 
 
 def write_table(df: pd.DataFrame, path: str | Path, meta: dict[str, Any]) -> None:

@@ -60,7 +60,7 @@ def run_warm_if_served() -> None:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(path)
-        request = {"module": module, "argv": sys.argv[1:], "cwd": os.getcwd(), "umask": _umask(),
+        request = {"module": module, "argv": sys.argv[1:], "cwd": os.getcwd(), "umask": current_umask(),
                    "env": {k: v for k, v in os.environ.items() if k != SOCKET}}
         socket.send_fds(connection, [json.dumps(request).encode()], [0, 1, 2])
         reply = connection.makefile("r")
@@ -81,8 +81,8 @@ def _forward(pid: int, number: int) -> None:
         pass
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def current_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; set it back at once
     os.umask(mask)
     return mask
 

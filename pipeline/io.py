@@ -50,11 +50,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 def write_table(df: pd.DataFrame, path: str | Path, meta: dict[str, Any]) -> None:
     """``df`` as Parquet with ``meta`` as its provenance record (key ``prune_distill``), plus the
     code version and the content hash of the table and record (``table_hash``)."""
-    attrs, df.attrs = df.attrs, {}  # in-memory notes (a file's path, a run's predictions), not the table's
-    try:
-        table = pa.Table.from_pandas(df, preserve_index=False)
-    finally:
-        df.attrs = attrs
+    table = pa.Table.from_pandas(df, preserve_index=False)
     record = json.loads(json.dumps({**meta, "code_version": code_version(), **started()}, sort_keys=True))  # as a reader sees it
     record[CONTENT_HASH] = table_hash(table, record)
     full_meta = {**(table.schema.metadata or {}), META_KEY: json.dumps(record, sort_keys=True).encode()}

@@ -116,6 +116,7 @@ def fit(
     after_epoch: Callable[[int, nn.Module], None] | None = None,
     resume: ResumeFolder | None = None,
     log: Callable[[str], None] = print,
+    test_predictions: list[torch.Tensor] | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` on ``data.train[indices]``; return one row of metrics per epoch.
 
@@ -137,7 +138,10 @@ def fit(
     Under torchrun (``pipeline.devices``) every rank draws the same permutation and trains on its
     share of each batch; gradients are averaged by DistributedDataParallel, and metrics and
     dynamics are summed over ranks. Each epoch leaves out fewer than world-size samples (the last
-    of its permutation) so that every rank takes the same number of steps."""
+    of its permutation) so that every rank takes the same number of steps.
+
+    ``test_predictions``, a list, gets the test-set predictions of the model the run ends with
+    (for its per-class accuracy without another pass over the test set)."""
     group = ranks()
     seeds = Seeds.of(seed)
     _check(cfg, data, loss, infobatch, group)
@@ -233,10 +237,9 @@ def fit(
         dynamics.sum_across_ranks()
     if best is not None:
         model.load_state_dict(best.weights)
-    history = pd.DataFrame(run.rows)
-    # the test-set predictions of the model the run ends with (per-class accuracy without another pass)
-    history.attrs["test_predictions"] = best.predictions if best is not None else run.test_predictions
-    return history
+    if test_predictions is not None:
+        test_predictions.append(best.predictions if best is not None else run.test_predictions)
+    return pd.DataFrame(run.rows)
 
 
 def _check(cfg: TrainConfig, data: Dataset, loss: DistillLoss, infobatch: InfoBatchConfig | None, group: Ranks) -> None:

@@ -19,7 +19,7 @@ from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder,
 from pipeline.devices import ranks
 from pipeline.distillation import DistillSetting
 from pipeline.errors import UserError
-from pipeline.inference import per_class_accuracy
+from pipeline.inference import evaluate, per_class_accuracy
 from pipeline.io import code_version, read_table, stable_hash, write_table
 from pipeline.models import build_model
 from pipeline.models.shaping import shaped_model_args
@@ -63,8 +63,9 @@ def main(argv=None):
     indices = torch.tensor(subset["sample_index"].to_numpy(), dtype=torch.long)
     teacher_outputs = teacher_source(args, setting, teacher, data.fingerprint)
     resume = resume_folder(args, spec, [args.subset, args.teacher, args.teacher_class_std, args.teacher_views])
+    test_predictions = []
     history = fit(model, data, indices, cfg, seed=seeds, device=device, loss=loss, teacher=teacher_outputs,
-                  infobatch=setting.infobatch, resume=resume)
+                  infobatch=setting.infobatch, resume=resume, test_predictions=test_predictions)
     if not ranks().is_main:
         return
 
@@ -72,7 +73,10 @@ def main(argv=None):
             "subset": args.subset, "subset_scores_hash": subset_meta["scores_hash"], "device": str(device),
             **data_meta(data)}
     evaluated = history.dropna(subset=["test_acc"])
-    per_class = per_class_accuracy(history.attrs["test_predictions"], data.test.labels, data.num_classes)
+    predictions = test_predictions[0]
+    if predictions is None:  # resumed from a state saved before fit kept them
+        predictions = evaluate(model, data.test, cfg.batch_size * 4, device).predictions
+    per_class = per_class_accuracy(predictions, data.test.labels, data.num_classes)
     per_class.insert(1, "class_name", data.class_names())  # the data's names, else "class <label>"
     loss_params = setting.loss_params()
     run = {

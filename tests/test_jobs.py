@@ -48,8 +48,9 @@ DOWNLOAD = "data: {dataset: fashion_mnist, train_limit: 600, test_limit: 200, do
 
 # (students: how many students' plans are checked, spread over the experiment's: each is a dry run)
 @pytest.mark.parametrize("name, extra, students", [("tiny.yaml", "", 1), ("tiny_distill.yaml", "", 5),
-                                                   ("tiny.yaml", DRAWS, 2), ("tiny.yaml", DOWNLOAD, 1)],
-                         ids=["tiny", "tiny_distill", "draws", "download"])
+                                                   ("tiny.yaml", DRAWS, 2), ("tiny.yaml", DOWNLOAD, 1),
+                                                   ("tiny_geometry.yaml", "", 4)],
+                         ids=["tiny", "tiny_distill", "draws", "download", "tiny_geometry"])
 def test_the_jobs_are_the_jobs_snakemake_plans(tmp_path, name, extra, students):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({**yaml.safe_load((CONFIGS / name).read_text()), **(yaml.safe_load(extra) or {})}))
@@ -126,3 +127,40 @@ def test_with_download_every_job_that_loads_the_data_waits_for_the_one_download(
     assert all(exp.reads(job)[0] == download for job in loading)
     assert not any(download in exp.reads(job) for job in exp.jobs() if job.rule not in LOADS_DATA)
     assert experiment(CONFIGS / "tiny.yaml").download is None  # the files are there, or onstart says where to get them
+
+
+def test_the_embeddings_are_one_job_per_scoring_teacher_planned_only_where_read():
+    """tiny_geometry: moderate's scores and the herding and kcenter subsets read the one embeddings
+    job, which reads the scoring teacher; the medium subset and random's scores do not; tiny reads
+    none, so plans none. A selector alone asks for them too. The job is one forward pass of the
+    teacher over the training set; its name changes with the teacher, not with the experiment."""
+    config = yaml.safe_load((CONFIGS / "tiny_geometry.yaml").read_text())
+    exp = Experiment(validate_config(config))
+    embeddings = exp.embeddings()
+    assert exp.shared("embeddings") == [embeddings] and re.fullmatch(r"cnn-embeddings-[0-9a-f]{12}", embeddings.name)
+    assert embeddings.place == f"embeddings/{embeddings.name}" and exp.config_name(embeddings) == "t4"
+    assert exp.reads(embeddings) == [exp.teacher("t4")] and embeddings in exp.jobs()
+    assert exp.reads(exp.scores("moderate")) == [embeddings] and exp.reads(exp.scores("random")) == []
+    for selector in ("herding", "kcenter"):
+        subset = Job.of("subsets", scorer="moderate", selector=selector, keep="0.1")
+        assert exp.reads(subset) == [exp.scores("moderate"), embeddings]
+    assert exp.reads(Job.of("subsets", scorer="moderate", selector="medium", keep="0.1")) == [exp.scores("moderate")]
+    assert exp.flops(embeddings) == model_flops("cnn", {"width": 4}, 10, 1, 28) * 600
+    assert exp.flops(exp.scores("moderate")) == 0  # reads the stored embeddings: no GPU
+    assert "embeddings" in LOADS_DATA and "embeddings" in SHARED_RULES
+    assert experiment(CONFIGS / "tiny.yaml").shared("embeddings") == []
+
+    only_herding = {**config, "scorers": {"random": {}}, "selection": {"keep_fractions": [0.1], "selectors": {
+        "hardest": ["random"]}}}
+    assert Experiment(validate_config(yaml.safe_load(yaml.safe_dump(only_herding)))).shared("embeddings") == []
+    only_herding["scorers"] = {"random": {}, "aum": {}}
+    only_herding["selection"]["selectors"]["herding"] = ["aum"]
+    selector_only = Experiment(validate_config(yaml.safe_load(yaml.safe_dump(only_herding))))
+    assert [job.name for job in selector_only.shared("embeddings")] == [embeddings.name]
+
+    renamed = {**config, "experiment": "another"}
+    assert shared_names(renamed)["embeddings", "t4"] == embeddings.name
+    longer = yaml.safe_load(yaml.safe_dump(config))
+    longer["teachers"]["t4"]["train"]["epochs"] = 3
+    changed = {key for key, name in shared_names(longer).items() if name != shared_names(config)[key]}
+    assert changed == {("teachers", "t4"), ("embeddings", "t4"), ("scores", "moderate")}

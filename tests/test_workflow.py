@@ -342,6 +342,60 @@ def test_distillation_variants_end_to_end(tmp_path):
     assert (results / "study.png").stat().st_size > 10_000
 
 
+TINY_GEOMETRY = REPO / "tests" / "configs" / "tiny_geometry.yaml"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION_MNIST.exists(), reason="needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
+def test_embedding_methods_end_to_end(tmp_path):
+    """The embeddings job runs once; moderate's scores are each sample's distance to the
+    coordinate-wise median embedding of its class, and the herding and kcenter subsets are those
+    the selectors pick from the stored embeddings, recomputed here from the files."""
+    import numpy as np
+
+    from pipeline.seeding import numpy_generator
+    from pipeline.selectors import select_subset
+
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(TINY_GEOMETRY))
+    assert result.returncode == 0, result.stderr[-3000:]
+    results, shared = tmp_path / "results" / "tiny_geometry", tmp_path / "results" / "shared"
+    exp = experiment_of(TINY_GEOMETRY)
+    summary = pd.read_parquet(results / "summary.parquet")
+    assert sorted(zip(summary["scorer"], summary["selector"])) == [
+        ("moderate", "herding"), ("moderate", "kcenter"), ("moderate", "medium"), ("random", "hardest")]
+    assert (summary["n_train"] == 60).all() and summary["gain_over_random"].notna().all()
+
+    # one embeddings file, float16, every training sample, made from the run's data
+    assert [p.name for p in (shared / "embeddings").glob("*.pt")] == [f"{exp.embeddings().name}.pt"]
+    state = torch.load(shared / f"{exp.embeddings().place}.pt", weights_only=True)
+    embeddings = state["embeddings"]
+    assert embeddings.dtype == torch.float16 and embeddings.shape[0] == 600
+    assert state["dataset_fingerprint"] == summary["dataset_fingerprint"].iloc[0]
+
+    scores = pd.read_parquet(shared / f"{exp.scores('moderate').place}.parquet")
+    labels = scores["label"].to_numpy()
+    expected = np.zeros(600)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        features = embeddings[members].double().numpy()
+        expected[members] = np.linalg.norm(features - np.median(features, axis=0), axis=1)
+    assert scores["score"].to_numpy() == pytest.approx(expected, rel=1e-12, abs=0)
+
+    for selector in ("herding", "kcenter"):
+        subset = pd.read_parquet(results / "subsets" / "moderate" / selector / "keep0.1.parquet")
+        again = select_subset(selector, scores["score"].to_numpy(), labels, 0.1, numpy_generator(0, "select", selector),
+                              embeddings=embeddings)
+        assert subset["sample_index"].tolist() == again.kept.tolist(), selector
+        meta = read_meta(results / "subsets" / "moderate" / selector / "keep0.1.parquet")
+        assert meta["ties_at_cutoff"] == 0 and meta["embeddings"] == {
+            "teacher": exp.teacher("t4").name, "content_hash": state["content_hash"], "device": "cpu"}
+    costs = pd.read_parquet(results / "costs.parquet")
+    assert exp.embeddings().place in set(costs["place"])
+
+    again = snakemake(tmp_path, "-n", "--configfile", str(TINY_GEOMETRY))
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 def job_resources(output: str) -> dict[tuple[str, str], dict[str, str]]:
     """{(rule, wildcards): resources} of every job a dry run plans."""
     jobs = {}

@@ -19,6 +19,7 @@ from pipeline.errors import UserError
 from pipeline.inference import predict, predict_with_features
 from pipeline.io import write_table
 from pipeline.scorers import SCORERS, build_scorer
+from pipeline.stages.embeddings import save_embeddings
 from pipeline.scorers.aum import aum
 from pipeline.scorers.el2n import el2n
 from pipeline.scorers.entropy import entropy_score
@@ -390,6 +391,9 @@ def test_stage_loads_exactly_what_a_scorer_needs(data, tmp_path):
              "proxies": [save(tmp_path / f"proxy{r}.pt", m, data.fingerprint) for r, m in enumerate(proxies)]}
     given["teacher_logits"] = tmp_path / "logits.pt"
     save_train_logits(given["teacher_logits"], predict(teacher, data.train, 4, CPU), {"dataset_fingerprint": data.fingerprint})
+    features = predict_with_features(teacher, data.train, 4, CPU)[1]
+    given["embeddings"] = tmp_path / "embeddings.pt"
+    save_embeddings(given["embeddings"], features, {"dataset_fingerprint": data.fingerprint})
     assert load_needs(set(), given, data.fingerprint) == {}
     for name in SCORERS.names():
         assert set(load_needs(build_scorer(name).needs, given, data.fingerprint)) == build_scorer(name).needs
@@ -401,6 +405,7 @@ def test_stage_loads_exactly_what_a_scorer_needs(data, tmp_path):
             assert torch.allclose(mine.eval()(x), theirs(x), atol=1e-6)
     np.testing.assert_allclose(loaded["teacher_logits"].numpy(), teacher(x).detach().numpy(), rtol=1e-5, atol=1e-6)
     pd.testing.assert_frame_equal(loaded["dynamics"], correctness_frame())
+    assert torch.equal(load_needs({"embeddings"}, given, data.fingerprint)["embeddings"], features.half())
     # through the loaded inputs, the scorers give what they give on the objects
     ctx = context(data, **loaded)
     assert build_scorer("forgetting").score(ctx).tolist() == EXPECTED_MAX

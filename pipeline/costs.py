@@ -25,8 +25,8 @@ from pipeline.errors import UserError
 from pipeline.jobs import Experiment, Job
 
 # The wildcard columns of costs.parquet, in the order they are shown.
-WILDCARDS = ["dataset", "teacher", "pruned", "views", "view_std", "proxy", "scores", "scorer", "selector", "keep", "draw",
-             "distill", "seed"]
+WILDCARDS = ["dataset", "teacher", "pruned", "views", "view_std", "embeddings", "proxy", "scores", "scorer", "selector",
+             "keep", "draw", "distill", "seed"]
 
 
 def read_benchmark(path: str | Path) -> dict[str, float]:

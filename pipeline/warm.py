@@ -34,7 +34,8 @@ SOCKET = "PRUNE_DISTILL_WARM"  # the server's socket path, for the jobs of a run
 COLD = "PRUNE_DISTILL_COLD"  # set to 1: every job starts cold
 STARTED = "PRUNE_DISTILL_STARTED"  # set to "warm" in a forked job: the outputs record it
 # What a job imports before it runs: every stage, torch._dynamo (the first optimizer's 1.2 s)
-PRELOAD = ["torch._dynamo", "pipeline.stages.aggregate", "pipeline.stages.datasets", "pipeline.stages.galleries",
+PRELOAD = ["torch._dynamo", "pipeline.stages.aggregate", "pipeline.stages.datasets", "pipeline.stages.embeddings",
+           "pipeline.stages.galleries",
            "pipeline.stages.pruned_teachers", "pipeline.stages.scores", "pipeline.stages.scores_summary",
            "pipeline.stages.students", "pipeline.stages.subsets", "pipeline.stages.teacher_view_std",
            "pipeline.stages.teacher_views", "pipeline.stages.teachers"]

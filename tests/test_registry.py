@@ -108,4 +108,4 @@ def test_every_scorer_builds_with_its_defaults(name):
 
 
 def test_selectors_registered():
-    assert SELECTORS.names() == ["easiest", "hardest", "medium", "random", "stratified"]
+    assert SELECTORS.names() == ["easiest", "hardest", "herding", "kcenter", "medium", "random", "stratified"]

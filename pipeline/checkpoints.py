@@ -22,6 +22,10 @@ from pipeline.io import CONTENT_HASH, REMAKE, atomic_write, changed, read_table,
 from pipeline.models import build_model
 
 
+# the key under which a file made from a teacher's outputs records that teacher's config_hash
+TEACHER_KEY = "teacher_config_hash"
+
+
 def save_torch(path: str | Path, state: dict[str, Any]) -> None:
     """``state`` (tensors and plain values only) written atomically with its ``content_hash``."""
     state = {**state, CONTENT_HASH: torch_content_hash(state)}
@@ -121,14 +125,26 @@ def save_class_logit_std(path: str | Path, class_std: torch.Tensor, labels: torc
     write_table(table, path, meta)
 
 
-def load_class_logit_std(path: str | Path, dataset_fingerprint: str, view_seed: int | None = None) -> torch.Tensor:
+def load_class_logit_std(path: str | Path, dataset_fingerprint: str, view_seed: int | None = None,
+                         teacher_config_hash: str | None = None) -> torch.Tensor:
     """s[c] from ``path``, which must be of the view the setting asks for: the un-augmented images
-    (``view_seed`` None) or the augmented pass drawn with ``view_seed``."""
+    (``view_seed`` None) or the augmented pass drawn with ``view_seed``, and of the teacher whose
+    ``config_hash`` is ``teacher_config_hash`` (when given)."""
     table, meta = read_table(path, "table of class logit statistics", ("label", "logit_std"), dataset_fingerprint)
+    require_teacher(path, meta.get(TEACHER_KEY), teacher_config_hash)
     if meta.get("view_seed") != view_seed:
         raise UserError(f"{path} holds the class statistics of {_view_name(meta.get('view_seed'))}, not of "
                         f"{_view_name(view_seed)}; give the file the setting's reshape_view_seed names")
     return torch.tensor(table.sort_values("label")["logit_std"].to_numpy(), dtype=torch.float32)
+
+
+def require_teacher(path: str | Path, recorded: str | None, expected: str | None) -> None:
+    """A file made from a teacher's outputs (its cached views, its class statistics) is refused
+    where the job loads another teacher: each records its teacher's ``config_hash`` (``TEACHER_KEY``).
+    Files written before it was recorded are read unchecked."""
+    if recorded is not None and expected is not None and recorded != expected:
+        raise UserError(f"{path} was made from another teacher (config hash {recorded}) than the one this job loads "
+                        f"({expected}); {REMAKE}")
 
 
 def _view_name(view_seed: int | None) -> str:

@@ -24,7 +24,7 @@ from pipeline.data import Dataset
 from pipeline.data.splits import TensorSplit, Views, random_views
 from pipeline.errors import UserError
 from pipeline.features import LayerOutputs
-from pipeline.checkpoints import load_torch, save_torch
+from pipeline.checkpoints import TEACHER_KEY, load_torch, require_teacher, save_torch
 from pipeline.inference import predict
 from pipeline.losses import DistillLoss
 from pipeline.seeding import torch_generator
@@ -173,7 +173,10 @@ def save_cached_views(path: str | Path, views: CachedViews, meta: dict[str, Any]
     save_torch(path, {"crop": views.crop, "flip": views.flip, "logits": views.cached_logits, **meta})
 
 
-def load_cached_views(path: str | Path, dataset_fingerprint: str) -> CachedViews:
+def load_cached_views(path: str | Path, dataset_fingerprint: str, teacher_config_hash: str | None = None) -> CachedViews:
+    """The cached views in ``path``, made from the data of ``dataset_fingerprint`` and by the teacher
+    whose ``config_hash`` is ``teacher_config_hash`` (when given)."""
     state = load_torch(path, "file of cached teacher views", ("crop", "flip", "logits", "dataset_fingerprint"),
                        dataset_fingerprint)
+    require_teacher(path, state.get(TEACHER_KEY), teacher_config_hash)
     return CachedViews(state["crop"], state["flip"], state["logits"])

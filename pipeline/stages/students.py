@@ -51,7 +51,8 @@ def main(argv=None):
     if loss.needs_teacher_class_std:
         if args.teacher_class_std is None:
             raise UserError(f"distillation {setting.name!r} reshapes the teacher's logits and needs --teacher-class-std")
-        loss.set_teacher_class_std(load_class_logit_std(args.teacher_class_std, data.fingerprint, setting.reshape_view_seed))
+        loss.set_teacher_class_std(load_class_logit_std(args.teacher_class_std, data.fingerprint, setting.reshape_view_seed,
+                                                        teacher_spec.get("config_hash")))
     cfg = parse_params(TrainConfig, student["train"], "student.train")
     model_name, model_args = student["model"], student["model_args"]
     if setting.shape_student:  # the student formed from the (pruned) teacher
@@ -61,7 +62,7 @@ def main(argv=None):
     with seeded_init(seeds.init, "init"):
         model = build_model(model_name, data.num_classes, data.in_channels, **model_args)
     indices = torch.tensor(subset["sample_index"].to_numpy(), dtype=torch.long)
-    teacher_outputs = teacher_source(args, setting, teacher, data.fingerprint)
+    teacher_outputs = teacher_source(args, setting, teacher, teacher_spec, data.fingerprint)
     resume = resume_folder(args, spec, [args.subset, args.teacher, args.teacher_class_std, args.teacher_views])
     test_predictions = []
     history = fit(model, data, indices, cfg, seed=seeds, device=device, loss=loss, teacher=teacher_outputs,
@@ -168,7 +169,8 @@ def load_teacher(args, setting: DistillSetting, dataset_fingerprint: str) -> tup
     return load_model(args.teacher, dataset_fingerprint, teacher=True)
 
 
-def teacher_source(args, setting: DistillSetting, teacher: nn.Module | None, dataset_fingerprint: str) -> TeacherOutputs:
+def teacher_source(args, setting: DistillSetting, teacher: nn.Module | None, teacher_spec: dict,
+                   dataset_fingerprint: str) -> TeacherOutputs:
     """Where the student's teacher logits come from: none, the teacher online, or its cached views."""
     if teacher is None:
         return NoTeacher()
@@ -176,7 +178,7 @@ def teacher_source(args, setting: DistillSetting, teacher: nn.Module | None, dat
         return OnlineTeacher(teacher)
     if args.teacher_views is None:
         raise UserError(f"distillation {setting.name!r} reads cached teacher views and needs --teacher-views")
-    views = load_cached_views(args.teacher_views, dataset_fingerprint)
+    views = load_cached_views(args.teacher_views, dataset_fingerprint, teacher_spec.get("config_hash"))
     if len(views) != setting.cached_views:
         raise UserError(f"{args.teacher_views} holds {len(views)} views, not cached_views {setting.cached_views}")
     return views

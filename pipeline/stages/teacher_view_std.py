@@ -9,7 +9,7 @@ of a setting with ``reshape_view_seed``.
 """
 from __future__ import annotations
 
-from pipeline.checkpoints import load_model
+from pipeline.checkpoints import TEACHER_KEY, load_model
 from pipeline.cli import data_meta, parser, setup, stage
 from pipeline.stages.teachers import write_class_logit_std
 from pipeline.teacher_outputs import augmented_view_logits
@@ -22,10 +22,11 @@ def main(argv=None):
     p.add_argument("--output", required=True)
     args = p.parse_args(argv)
     spec, data, device = setup(args)
-    teacher, _ = load_model(args.teacher, data.fingerprint, teacher=True)
+    teacher, teacher_spec = load_model(args.teacher, data.fingerprint, teacher=True)
     logits = augmented_view_logits(teacher, data, spec["view_seed"], spec["batch_size"], device)
     meta = {"stage": "teacher_view_std", "teacher": spec["teacher"], "view": "augmented",
-            "view_seed": spec["view_seed"], "spec": spec, **data_meta(data)}
+            "view_seed": spec["view_seed"], "spec": spec, TEACHER_KEY: teacher_spec.get("config_hash"),
+            **data_meta(data)}
     write_class_logit_std(args.output, logits, data, meta)
 
 

@@ -10,7 +10,7 @@ random one at every presentation. Logits are stored in float16 (K x N x classes)
 """
 from __future__ import annotations
 
-from pipeline.checkpoints import load_model
+from pipeline.checkpoints import TEACHER_KEY, load_model
 from pipeline.cli import data_meta, parser, setup, stage
 from pipeline.teacher_outputs import compute_cached_views, save_cached_views
 
@@ -22,9 +22,10 @@ def main(argv=None):
     p.add_argument("--output", required=True)
     args = p.parse_args(argv)
     spec, data, device = setup(args)
-    teacher, _ = load_model(args.teacher, data.fingerprint, teacher=True)
+    teacher, teacher_spec = load_model(args.teacher, data.fingerprint, teacher=True)
     views = compute_cached_views(teacher, data, spec["views"], spec["teacher"], spec["batch_size"], device)
-    meta = {"stage": "teacher_views", "teacher": spec["teacher"], "views": spec["views"], "spec": spec, **data_meta(data)}
+    meta = {"stage": "teacher_views", "teacher": spec["teacher"], "views": spec["views"], "spec": spec,
+            TEACHER_KEY: teacher_spec.get("config_hash"), **data_meta(data)}
     save_cached_views(args.output, views, meta)
     print(f"{spec['views']} views of {views.cached_logits.shape[1]} samples")
 

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from pipeline.checkpoints import save_class_logit_std, save_model, save_train_logits
+from pipeline.checkpoints import TEACHER_KEY, save_class_logit_std, save_model, save_train_logits
 from pipeline.cli import add_resume_arguments, data_meta, parser, resume_folder, setup, stage
 from pipeline.data import Dataset
 from pipeline.devices import ranks
@@ -152,6 +152,7 @@ def write_teacher_logits(logits_out: str, class_std_out: str, model: nn.Module, 
     """A trained teacher's logits on every un-augmented training sample (which the teacher-output
     scorers read), and MDSLR's class statistics of those logits."""
     logits = predict(model, data.train, batch_size, device)
+    meta = {**meta, TEACHER_KEY: meta["config_hash"]}
     save_train_logits(logits_out, logits, meta)
     write_class_logit_std(class_std_out, logits, data, meta)
 

@@ -283,11 +283,15 @@ def _model_build_problem(model: str, args: str, classes: int, channels: int) -> 
     try:
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (zero-element tensors are not initialised: nothing is, here)
-            build_model(model, classes, channels, **json.loads(args))
+            built = build_model(model, classes, channels, **json.loads(args))
     except UserError as error:
         return str(error)
     except Exception as error:  # a layer refusing its size: RuntimeError, ValueError, TypeError, ZeroDivisionError
         return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+    # torch builds a layer of 0 channels, which fails only at the first forward pass, in the job
+    empty = [name for name, weights in built.named_parameters() if weights.numel() == 0]
+    if empty:
+        return f"its layer {empty[0].rsplit('.', 1)[0]} would have no weights (a width or channel count of 0)"
     return None
 
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from tiny import make_model
 
-from pipeline.checkpoints import (load_class_logit_std, load_model, load_train_logits, save_class_logit_std, save_model,
-                                  save_torch, save_train_logits)
+from pipeline.checkpoints import (TEACHER_KEY, load_class_logit_std, load_model, load_train_logits, save_class_logit_std,
+                                  save_model, save_torch, save_train_logits)
 from pipeline.errors import UserError
 from pipeline.io import read_table, scores_hash, write_table
-from pipeline.stages import galleries, scores, scores_summary, students, subsets
+from pipeline.stages import aggregate, galleries, scores, scores_summary, students, subsets
 from pipeline.resume import ResumeFolder
 from pipeline.teacher_outputs import CachedViews, load_cached_views, save_cached_views
 
@@ -311,3 +311,72 @@ def test_every_reader_refuses_a_file_of_another_kind_or_other_data_in_one_line(t
             read(path)
         message = one_line(error, path)
         assert other_data in message and "delete it" in message
+
+
+# Files made from a teacher's outputs are of the teacher the job loads.
+
+def views_of(teacher_hash):
+    def write(path):
+        views = CachedViews(torch.zeros(2, 6, 2, dtype=torch.long), torch.zeros(2, 6, dtype=torch.bool),
+                            torch.zeros(2, 6, 3, dtype=torch.float16))
+        save_cached_views(path, views, {"dataset_fingerprint": FINGERPRINT, TEACHER_KEY: teacher_hash})
+    return write
+
+
+def class_std_of(teacher_hash):
+    def write(path):
+        save_class_logit_std(path, torch.ones(3), torch.tensor([0, 1, 2]),
+                             {"dataset_fingerprint": FINGERPRINT, TEACHER_KEY: teacher_hash})
+    return write
+
+
+FROM_TEACHER = {
+    "cached views": ("views2.pt", views_of, lambda p, teacher: load_cached_views(p, FINGERPRINT, teacher)),
+    "class statistics": ("class_logit_std.parquet", class_std_of,
+                         lambda p, teacher: load_class_logit_std(p, FINGERPRINT, None, teacher)),
+}
+
+
+@pytest.mark.parametrize("kind", FROM_TEACHER)
+def test_a_file_made_from_another_teacher_is_one_line(tmp_path, kind):
+    name, made_by, read = FROM_TEACHER[kind]
+    path = tmp_path / name
+    made_by("aaaa")(path)
+    read(path, "aaaa")  # its own teacher's
+    with pytest.raises(UserError) as error:
+        read(path, "bbbb")
+    assert one_line(error, path) == (f"{path} was made from another teacher (config hash aaaa) than the one this job "
+                                     f"loads (bbbb); delete it and run the workflow again, which remakes it")
+    made_by(None)(path)  # written before the teacher was recorded: read unchecked
+    read(path, "bbbb")
+
+
+# The aggregate reads each student's three tables as the tables of one students job.
+
+def write_student_tables(folder, config_hash, stage="students"):
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"stage": stage, "config_hash": config_hash, "dataset_fingerprint": FINGERPRINT}
+    keys = {"scorer": "el2n", "selector": "hardest", "keep_fraction": 0.3, "distillation": "kd", "seed": 0}
+    write_table(pd.DataFrame([{**keys, "final_test_acc": 0.5, "dataset_fingerprint": FINGERPRINT}]),
+                folder / "run.parquet", meta)
+    write_table(pd.DataFrame({"epoch": [1, 2], "test_acc": [0.4, 0.5]}), folder / "epochs.parquet", meta)
+    write_table(pd.DataFrame({"label": [0, 1], "accuracy": [0.5, 0.5]}), folder / "per_class.parquet", meta)
+    return [str(folder / f"{name}.parquet") for name in ("run", "epochs", "per_class")]
+
+
+def test_the_aggregate_reads_each_students_own_tables(tmp_path):
+    a, b = write_student_tables(tmp_path / "a", "h1"), write_student_tables(tmp_path / "b", "h2")
+    runs, epochs, per_class = aggregate.read_student_tables([a[0], b[0]], [a[1], b[1]], [a[2], b[2]])
+    assert [len(t) for t in runs + epochs + per_class] == [1, 1, 2, 2, 2, 2]
+    with pytest.raises(UserError) as error:  # b's per-class table in a's place
+        aggregate.read_student_tables([a[0], b[0]], [a[1], b[1]], [b[2], a[2]])
+    assert one_line(error, b[2]) == (f"{b[2]} is not the student per-class table of the student of {a[0]} (its job's "
+                                     f"config hash is h2, the run's h1); delete it and run the workflow again, which "
+                                     f"remakes it")
+    with pytest.raises(UserError) as error:  # a per-epoch table where a run table goes
+        aggregate.read_student_tables([a[1]], [a[1]], [a[2]])
+    assert one_line(error, a[1]).startswith(f"{a[1]} is not a student run table: it has no column scorer")
+    teacher = write_student_tables(tmp_path / "t", "h3", stage="teacher")
+    with pytest.raises(UserError) as error:  # a teacher's epochs in a student's place
+        aggregate.read_student_tables([a[0]], [teacher[1]], [a[2]])
+    assert "was written by stage 'teacher'" in one_line(error, teacher[1])

@@ -103,6 +103,10 @@ BAD = [
     ("scoring.teacher", "big", "scoring.teacher: teacher 'big' is not defined"),
     ("student.model_args", {"width": -1}, "config error in student.model_args: model 'cnn' cannot be built with "
                                           "{'width': -1} for fashion_mnist (10 classes, 1 channels): RuntimeError: "),
+    ("student.model_args", {"width": 0}, "config error in student.model_args: model 'cnn' cannot be built with "
+                                         "{'width': 0} for fashion_mnist (10 classes, 1 channels): its layer features.0 "
+                                         "would have no weights (a width or channel count of 0)"),
+    ("teachers.cnn32.model_args", {"widths": [4, 0, 8]}, "its layer features.4 would have no weights"),
     ("teachers.cnn32.model_args", {"width": 2.5}, "config error in teachers.cnn32.model_args: model 'cnn' cannot be built "
                                                   "with {'width': 2.5} for fashion_mnist (10 classes, 1 channels): ValueError"),
     ("selection.selectors", {"stratified": {"scorers": ["el2n"], "beta": 0.95}},

@@ -312,6 +312,14 @@ def test_distillation_variants_end_to_end(tmp_path):
     assert summary.loc["kd_cached", "teacher_outputs_bytes"] == views_file.stat().st_size
     assert pd.isna(summary.loc["kd_pruned", "teacher_outputs_bytes"])
     assert views["logits"].shape == (2, 600, 10) and views["teacher"] == exp.teacher("r20_s49").name
+    # the views and the class statistics record the teacher they were made from (its config hash)
+    pruned_model = torch.load(shared / exp.teacher("r20_s49").place / "model.pt", weights_only=True)
+    assert views["teacher_config_hash"] == pruned_model["spec"]["config_hash"]
+    teacher_model = torch.load(shared / exp.teacher("r20").place / "model.pt", weights_only=True)
+    assert read_meta(shared / f"{exp.teacher_view_std('r20', 10).place}.parquet")["teacher_config_hash"] == \
+        teacher_model["spec"]["config_hash"]
+    assert read_meta(shared / exp.teacher("r20").place / "class_logit_std.parquet")["teacher_config_hash"] == \
+        teacher_model["spec"]["config_hash"]
 
     # the pruned chain: 2 rounds then 1 more at 20 % of the remaining weights -> 1 - 0.8^3
     rounds = pd.read_parquet(shared / exp.teacher("r20_s49").place / "rounds.parquet")

@@ -23,7 +23,7 @@ from pipeline.cli import stage
 from pipeline.comparisons import add_gains
 from pipeline.costs import add_costs, job_costs, jobs_by_benchmark
 from pipeline.errors import UserError
-from pipeline.io import atomic_write, read_meta, read_table, stable_hash, write_table
+from pipeline.io import REMAKE, atomic_write, read_meta, read_table, stable_hash, write_table
 from pipeline.jobs import Experiment, Job
 
 KEYS = ["scorer", "selector", "distillation", "keep_fraction"]
@@ -36,6 +36,24 @@ def with_run_keys(runs: list[pd.DataFrame], tables: list[pd.DataFrame], row: str
     keyed = [table.assign(**run[RUN_KEYS].iloc[0].to_dict())[RUN_KEYS + list(table.columns)]
              for run, table in zip(runs, tables)]
     return pd.concat(keyed, ignore_index=True).sort_values(RUN_KEYS + [row], ignore_index=True)
+
+
+def read_student_tables(runs: list[str], epochs: list[str], per_class: list[str]) -> tuple[list, list, list]:
+    """Each student's run, per-epoch and per-class tables (``--runs``, ``--epochs``, ``--per-class``
+    in the same order), each read as a students stage's table of its kind; the three of one run must
+    be one job's (its ``config_hash``), so a table put in another's place is one line, not a wrong row."""
+    kinds = {"student run table": (runs, (*RUN_KEYS, "final_test_acc", "dataset_fingerprint")),
+             "student per-epoch table": (epochs, ("epoch", "test_acc")),
+             "student per-class table": (per_class, ("label", "accuracy"))}
+    read = {kind: [read_table(path, kind, columns) for path in paths] for kind, (paths, columns) in kinds.items()}
+    for kind, (paths, _) in kinds.items():
+        for path, (_, record), run, (_, run_record) in zip(paths, read[kind], runs, read["student run table"]):
+            if record.get("stage") != "students":
+                raise UserError(f"{path} is not a {kind}: it was written by stage {record.get('stage')!r}; {REMAKE}")
+            if record.get("config_hash") != run_record.get("config_hash"):
+                raise UserError(f"{path} is not the {kind} of the student of {run} (its job's config hash is "
+                                f"{record.get('config_hash')}, the run's {run_record.get('config_hash')}); {REMAKE}")
+    return tuple([frame for frame, _ in read[kind]] for kind in kinds)
 
 
 def job_records(results: Path, experiment: Experiment, jobs: list[Job]) -> dict[Job, dict]:
@@ -81,7 +99,7 @@ def main(argv=None):
         raise UserError(f"{len(args.runs)} run tables but {len(args.epochs)} per-epoch and {len(args.per_class)} "
                         f"per-class tables")
     spec, report = args.spec, args.spec["report"]
-    runs = [read_table(path)[0] for path in args.runs]
+    runs, epochs, per_class = read_student_tables(args.runs, args.epochs, args.per_class)
     summary = pd.concat(runs, ignore_index=True).sort_values(KEYS + ["seed"], ignore_index=True)
     fingerprints = sorted(summary["dataset_fingerprint"].unique())
     if len(fingerprints) != 1:
@@ -100,8 +118,8 @@ def main(argv=None):
     write_table(costs, args.costs_out, meta)
     summary = add_gains(add_costs(summary, costs, experiment, students), study.metric(report))
     write_table(summary, args.summary_out, meta)
-    write_table(with_run_keys(runs, [read_table(path)[0] for path in args.epochs], "epoch"), args.epochs_out, meta)
-    write_table(with_run_keys(runs, [read_table(path)[0] for path in args.per_class], "label"), args.per_class_out, meta)
+    write_table(with_run_keys(runs, epochs, "epoch"), args.epochs_out, meta)
+    write_table(with_run_keys(runs, per_class, "label"), args.per_class_out, meta)
 
     name = spec["experiment"]
     plots.accuracy_per_scorer(study.study_table(summary, study.DEFAULT_COMPARE),

@@ -18,6 +18,7 @@ from pipeline.errors import UserError
 from pipeline.io import read_table, scores_hash, write_table
 from pipeline.stages import aggregate, galleries, scores, scores_summary, students, subsets
 from pipeline.resume import ResumeFolder
+from pipeline.stages.embeddings import load_embeddings, save_embeddings
 from pipeline.teacher_outputs import CachedViews, load_cached_views, save_cached_views
 
 FINGERPRINT = "0123456789abcdef"
@@ -38,6 +39,10 @@ def write_views(path):
     save_cached_views(path, views, {"dataset_fingerprint": FINGERPRINT})
 
 
+def write_embeddings(path):
+    save_embeddings(path, torch.zeros(6, 4), {"dataset_fingerprint": FINGERPRINT})
+
+
 def write_state(path):
     ResumeFolder(path.parent, {"a": 1}).save(path.stem, {"epoch": torch.tensor(3)})
 
@@ -51,6 +56,7 @@ KINDS = {
     "model checkpoint": ("model.pt", write_model, lambda path: load_model(path, FINGERPRINT)),
     "file of training-set logits": ("train_logits.pt", write_logits, lambda path: load_train_logits(path, FINGERPRINT)),
     "file of cached teacher views": ("views2.pt", write_views, lambda path: load_cached_views(path, FINGERPRINT)),
+    "file of embeddings": ("embeddings.pt", write_embeddings, lambda path: load_embeddings(path, FINGERPRINT)),
     "saved training state": ("fit.pt", write_state, lambda path: ResumeFolder(path.parent, {"a": 1}).load(path.stem)),
     "Parquet table": ("scores.parquet", write_parquet, read_table),
 }
@@ -264,6 +270,8 @@ READERS = {
                                          lambda p: load_class_logit_std(p, FINGERPRINT), write_dynamics, MADE_FROM),
     "teacher_outputs.load_cached_views": ("views2.pt", fingerprinted(write_views),
                                           lambda p: load_cached_views(p, FINGERPRINT), write_logits, MADE_FROM),
+    "embeddings.load_embeddings": ("embeddings.pt", fingerprinted(write_embeddings),
+                                   lambda p: load_embeddings(p, FINGERPRINT), write_views, MADE_FROM),
     "scores: teacher": ("model.pt", model_of("teacher"), lambda p: scores.LOADERS["teacher"](p, FINGERPRINT),
                         model_of("students"), MADE_FROM),
     "scores: proxies": ("model.pt", model_of("teacher"), lambda p: scores.LOADERS["proxies"]([p], FINGERPRINT),

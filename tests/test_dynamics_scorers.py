@@ -1,7 +1,7 @@
 """The scorers of the teacher's recorded true-class probabilities and prediction changes: dynamic
-uncertainty (He et al. 2024), TDDS (Zhang et al. 2024) and DUAL (Cho et al. 2025), on dynamics
-tables whose scores are worked out by hand below; and the one line a table written before those
-columns were recorded gives."""
+uncertainty (He et al. 2024), TDDS (Zhang et al. 2024), DUAL (Cho et al. 2025) and its difficulty
+term (dual_difficulty), on dynamics tables whose scores are worked out by hand below; and the one
+line a table written before those columns were recorded gives."""
 from __future__ import annotations
 
 import math
@@ -101,6 +101,18 @@ def test_dual_hand_values(data):
     assert np.allclose(scores[[0, 2, 4]], [0.12, 0.7 * R12, 0.0], atol=1e-6)
 
 
+def test_dual_difficulty_hand_values(data):
+    """1 - the mean of the first T epochs' true-class probabilities, DUAL's prediction mean for its
+    Beta sampling: T = 4: means .5 .5 .4 .25 .75 .3; T = 2: sample 0 [.2 .4] -> .7, sample 3 [1 0] -> .5."""
+    scores = build_scorer("dual_difficulty", {"epochs": 4}).score(context(data, dynamics=dynamics_frame()))
+    assert np.allclose(scores, [0.5, 0.5, 0.6, 0.75, 0.25, 0.7], atol=1e-6)  # recorded in float32
+    scores = build_scorer("dual_difficulty", {"epochs": 2}).score(context(data, dynamics=dynamics_frame()))
+    assert np.allclose(scores[[0, 3]], [0.7, 0.5], atol=1e-6)
+    assert build_scorer("dual_difficulty").params.epochs == 30  # as dual's T
+    with pytest.raises(UserError, match=r"^dual_difficulty epochs must be an integer >= 1, got 0$"):
+        build_scorer("dual_difficulty", {"epochs": 0})
+
+
 def test_tdds_hand_values(data):
     assert np.allclose(tdds(CHANGES, 3, 0.5), TDDS_HALF, atol=1e-12)
     scores = build_scorer("tdds", {"window": 3, "decay": 0.5}).score(context(data, dynamics=dynamics_frame()))
@@ -119,7 +131,7 @@ def test_tdds_hand_values(data):
 
 
 @pytest.mark.parametrize("name, params", [("dyn_unc", {"window": 3}), ("dual", {"window": 3, "epochs": 4}),
-                                          ("tdds", {"window": 3})])
+                                          ("dual_difficulty", {"epochs": 4}), ("tdds", {"window": 3})])
 def test_held_out_samples_are_not_scored(data, name, params):
     """The teacher never saw a held-out sample: its rows are absent, the others score as before."""
     frame = dynamics_frame()
@@ -164,5 +176,5 @@ def test_window_params_are_checked():
 
 
 def test_the_scorers_read_the_dynamics_only():
-    for name in ("dyn_unc", "dual", "tdds"):
+    for name in ("dyn_unc", "dual", "dual_difficulty", "tdds"):
         assert build_scorer(name).needs == {"dynamics"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from fractions import Fraction
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,9 @@ from pipeline.seeding import numpy_generator
 from pipeline.selectors import (SELECTORS, OrderParams, Picked, needs_embeddings, order_by_score, select_subset,
                                 split_ties)
 from pipeline.selectors import stratified as stratified_module
+from pipeline.selectors import dual_beta as dual_beta_module
 from pipeline.selectors.budget import class_budgets, total_budget
+from pipeline.selectors.dual_beta import beta_parameters, sampling_weights
 from pipeline.selectors.geometry import row_mean, squared_distances
 from pipeline.selectors.medium import median_window
 from pipeline.selectors.stratified import allocate, stratum_of
@@ -33,6 +36,8 @@ def rng(seed=0):
 
 
 INDEX = {"ties": "index"}  # equal scores by ascending sample index (the order before ``ties``)
+# dual_beta needs scores >= 0 and its cutoff scorer's prediction means: its own tests at the end
+GENERIC = [name for name in SELECTORS.names() if name != "dual_beta"]
 
 
 def labels_with_counts(counts):
@@ -273,7 +278,7 @@ def test_ties_inside_classes():
 
 
 def test_keep_all():
-    for name in SELECTORS.names():
+    for name in GENERIC:
         extra = geometry(name, SCORES, LABELS)
         assert select_subset(name, SCORES, LABELS, 1.0, rng(), **extra).kept.tolist() == list(range(6))
         assert select_subset(name, SCORES, LABELS, 1, rng(), class_balanced=False, **extra).kept.tolist() == list(range(6))
@@ -365,7 +370,7 @@ ORDERING = ("easiest", "hardest", "medium", "stratified")  # the selectors with 
 
 
 @FAST
-@given(problems(), st.sampled_from(SELECTORS.names()), st.booleans(), st.integers(0, 2**32 - 1),
+@given(problems(), st.sampled_from(GENERIC), st.booleans(), st.integers(0, 2**32 - 1),
        st.sampled_from(["index", "random"]))
 def test_selection_properties(problem, selector, balanced, seed, ties):
     scores, labels, k = problem
@@ -447,7 +452,7 @@ def test_selection_properties(problem, selector, balanced, seed, ties):
 
 
 @FAST
-@given(problems(), st.sampled_from(SELECTORS.names()), st.booleans())
+@given(problems(), st.sampled_from(GENERIC), st.booleans())
 def test_keep_all_property(problem, selector, balanced):
     scores, labels, _ = problem
     selection = select_subset(selector, scores, labels, 1.0, np.random.default_rng(0), class_balanced=balanced,
@@ -488,7 +493,7 @@ def test_unknown_parameter_in_config_is_one_line():
         SELECTORS.params("stratified", {"betta": 0.1}, "selection.selectors.stratified")
     assert str(info.value) == ("config error in selection.selectors.stratified: unknown parameter 'betta' for "
                                "selector 'stratified'; allowed: ties, beta, strata, cutoff_scorer")
-    with pytest.raises(UserError, match=r"^unknown selector 'hardst'; known: easiest, hardest, herding, kcenter, medium, random, stratified$"):
+    with pytest.raises(UserError, match=r"^unknown selector 'hardst'; known: dual_beta, easiest, hardest, herding, kcenter, medium, random, stratified$"):
         SELECTORS.params("hardst", {}, "selection.selectors.hardst")
     with pytest.raises(UserError, match=r"^selector 'stratified' params must be a mapping of names to values, got \[0\.1\]$"):
         SELECTORS.params("stratified", [0.1])
@@ -1071,3 +1076,206 @@ def test_subset_stage_gives_herding_the_embeddings_of_the_scored_samples(tmp_pat
     assert capsys.readouterr().err.strip() == (
         f"error: {other} was made from data with fingerprint another00000000, but this run's data has "
         f"{META['dataset_fingerprint']}; it is another run's file: delete it and run the workflow again, which remakes it")
+
+
+# ------------------------------------------------------------------ dual_beta (DUAL's Beta sampling)
+
+DUAL_BETA = {"cutoff_scorer": "dual_difficulty"}
+HAND_SCORES, HAND_MEANS = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.3, 0.5, 0.7, 0.9])  # mu = .6
+
+
+def dual_beta(scores, means, labels, f, generator=None, balanced=True, **params):
+    """dual_beta with prediction means ``means`` (its cutoff scorer's scores are 1 - the means)."""
+    return select_subset("dual_beta", np.asarray(scores, dtype=float), np.asarray(labels), f, generator or rng(),
+                         balanced, {**DUAL_BETA, **params}, cutoff_scores=1 - np.asarray(means, dtype=float))
+
+
+def hand_draw(scores, means, indices, k, generator, c_d=4.0):
+    """DUAL's draw written out: mu over the 10 highest scores (equal ones: lowest index first), the
+    Beta kernel m^(alpha - 1) (1 - m)^(beta - 1) (its normalisation cancels), numpy's choice."""
+    mu = means[np.argsort(-scores, kind="stable")[:10]].mean()
+    b = 15 * (1 - mu) * (1 - (1 - k / len(indices)) ** c_d)
+    weights = scores * means ** (15 - b) * (1 - means) ** (b - 1)
+    return np.sort(generator.choice(indices, size=k, replace=False, p=weights / weights.sum()))
+
+
+def test_dual_beta_parameters_by_hand():
+    """Four samples, all anchors (fewer than 10), prediction means .3 .5 .7 .9: mu = .6, so
+    beta = 15 x .4 x (1 - r^c_D) = 6 (1 - r^c_D) and alpha = 16 - beta. As r grows beta falls and
+    the Beta's mass moves toward m = 1, the easy samples."""
+    parameters = partial(beta_parameters, HAND_SCORES, HAND_MEANS, np.arange(4))
+    assert parameters(0.0, 4.0) == pytest.approx((10, 6), rel=1e-12)  # r = 0: c_D plays no part
+    assert parameters(0.5, 1.0) == pytest.approx((13, 3), rel=1e-12)  # 6 x .5
+    assert parameters(0.5, 4.0) == pytest.approx((10.375, 5.625), rel=1e-12)  # 6 x 15/16
+    assert parameters(0.9, 4.0) == pytest.approx((16 - 6 * 0.3439, 6 * 0.3439), rel=1e-12)  # 1 - .9^4 = .3439
+    easiest = [sampling_weights(HAND_SCORES, HAND_MEANS, np.arange(4), r, 4.0) for r in (0.0, 0.5, 0.9, 0.99)]
+    shares = [w[3] / w.sum() for w in easiest]
+    assert shares == sorted(shares) and shares[0] < 0.5 < shares[-1]
+
+
+def test_dual_beta_probabilities_by_hand():
+    """r = .5, c_D = 1: Beta(13, 3), density 1365 m^12 (1 - m)^2 (1 / B(13, 3) = 15! / (12! 2!)).
+    With m = j / 10 the weights s m^12 (1 - m)^2 are proportional to s j^12 (10 - j)^2:
+    1 x 3^12 x 49, 2 x 5^12 x 25, 3 x 7^12 x 9, 4 x 9^12 x 1."""
+    weights = sampling_weights(HAND_SCORES, HAND_MEANS, np.arange(4), 0.5, 1.0)
+    assert weights[3] == pytest.approx(4 * 1365 * 0.9**12 * 0.1**2, rel=1e-9)
+    assert weights[0] == pytest.approx(1 * 1365 * 0.3**12 * 0.7**2, rel=1e-9)
+    by_hand = np.array([26040609, 12207031250, 373714754427, 1129718145924]) / 1515665972210
+    assert (weights / weights.sum()).tolist() == pytest.approx(by_hand.tolist(), rel=1e-9)
+    # r = 0: Beta(10, 6): s m^9 (1 - m)^5 -> 1 x 3^9 x 7^5, 2 x 5^9 x 5^5, 3 x 7^9 x 3^5, 4 x 9^9 x 1
+    weights = sampling_weights(HAND_SCORES, HAND_MEANS, np.arange(4), 0.0, 4.0)
+    kernel = np.array([3**9 * 7**5, 2 * 5**9 * 5**5, 3 * 7**9 * 3**5, 4 * 9**9], dtype=float)
+    assert (weights / weights.sum()).tolist() == pytest.approx((kernel / kernel.sum()).tolist(), rel=1e-9)
+
+
+def test_dual_beta_anchor_is_the_ten_highest_scores_equal_ones_by_lowest_index():
+    """Twelve samples; scores 1, 2, 2, 3 ... 11: the ten highest are samples 3-11 and, of the two
+    2s, sample 1 (the lower index). Means: sample 0 .9, 1 .8, 2 .2, the rest .5: mu = (9 x .5 + .8)
+    / 10 = .53 (sample 2 instead would give .47); r = 0: beta = 15 x .47 = 7.05, alpha = 8.95."""
+    scores = np.array([1.0, 2, 2, *range(3, 12)])
+    means = np.array([0.9, 0.8, 0.2, *[0.5] * 9])
+    assert beta_parameters(scores, means, np.arange(12), 0.0, 4.0) == pytest.approx((8.95, 7.05), rel=1e-12)
+
+
+def test_dual_beta_draws_as_numpy_by_hand():
+    """Twenty samples, one group, f = .3: k = 6, r = .7; the kept samples are numpy's choice with
+    the hand weights from the same seeded generator."""
+    g = rng(7)
+    scores, means = np.round(g.uniform(0.05, 1, 20), 2), np.round(g.uniform(0.05, 0.95, 20), 2)
+    labels = np.zeros(20, int)
+    for seed, known in ((0, [2, 5, 8, 9, 14, 16]), (1, [2, 5, 8, 10, 14, 18])):
+        kept = dual_beta(scores, means, labels, 0.3, rng(seed), balanced=False).kept
+        assert kept.tolist() == hand_draw(scores, means, np.arange(20), 6, rng(seed)).tolist() == known
+    # c_D is used: c_D = 1 gives r^1 = .7, not .7^4
+    kept = dual_beta(scores, means, labels, 0.3, rng(0), balanced=False, c_d=1).kept
+    assert kept.tolist() == hand_draw(scores, means, np.arange(20), 6, rng(0), c_d=1).tolist()
+
+
+def test_dual_beta_exact_budgets_per_class_and_global_same_seed_same_subset():
+    """Classes of 40, 35 and 25 at f = .3: budgets 12, 11, 7 (see test_random_selector_counts_seeds),
+    each class drawn with its own r = 1 - k_c / n_c and mu, in class order from the one generator."""
+    labels = labels_with_counts([40, 35, 25])
+    g = rng(3)
+    scores, means = g.uniform(0.01, 1, 100), g.uniform(0.05, 0.95, 100)
+    a = dual_beta(scores, means, labels, 0.3, rng(1)).kept
+    assert np.bincount(labels[a], minlength=3).tolist() == [12, 11, 7]
+    generator = rng(1)
+    by_hand = [hand_draw(scores[labels == c], means[labels == c], np.flatnonzero(labels == c), k, generator)
+               for c, k in enumerate([12, 11, 7])]
+    assert a.tolist() == np.concatenate(by_hand).tolist()
+    assert dual_beta(scores, means, labels, 0.3, rng(1)).kept.tolist() == a.tolist()
+    assert dual_beta(scores, means, labels, 0.3, rng(2)).kept.tolist() != a.tolist()
+    whole = dual_beta(scores, means, labels, 0.3, rng(1), balanced=False)
+    assert len(whole.kept) == 30 and whole.ties_at_cutoff == 0
+    assert whole.kept.tolist() == hand_draw(scores, means, np.arange(100), 30, rng(1)).tolist()
+
+
+def test_dual_beta_class_with_zero_budget_draws_nothing_and_keep_all_draws_nothing():
+    """f = .1 of classes of 1 and 10: class 0's budget is 0, so class 1's draw is the generator's first."""
+    labels = np.array([0] + [1] * 10)
+    scores, means = np.linspace(0.1, 1, 11), np.linspace(0.1, 0.9, 11)
+    kept = dual_beta(scores, means, labels, 0.1, rng(0)).kept
+    assert kept.tolist() == hand_draw(scores[1:], means[1:], np.arange(1, 11), 1, rng(0)).tolist()
+    generator = rng(0)
+    # k = n keeps every sample, zero weights included, and draws nothing
+    assert dual_beta(np.zeros(11), means, labels, 1.0, generator).kept.tolist() == list(range(11))
+    assert generator.random() == rng(0).random()
+
+
+def test_dual_beta_zero_score_weighs_nothing_even_where_the_density_is_infinite():
+    """Means .95 x 3 and 1: mu = .9625 over all four, r = .75, c_D = 1: beta = 15 x .0375 x .25 < 1, so
+    the density is infinite at m = 1; sample 3's score 0 weighs 0 there (the code's 0 x inf is NaN)."""
+    means = np.array([0.95, 0.95, 0.95, 1.0])
+    weights = sampling_weights(np.array([1.0, 1, 1, 0]), means, np.arange(4), 0.75, 1.0)
+    assert weights[3] == 0 and np.isfinite(weights).all()
+    assert 3 not in dual_beta([1.0, 1, 1, 0], means, np.zeros(4, int), 0.5, c_d=1).kept.tolist()
+
+
+@FAST
+@given(st.data(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_dual_beta_properties(data, balanced, seed):
+    """Positive scores and means inside (0, 1): every weight is positive and finite, so every budget
+    is met exactly, by distinct samples of the group, the same for the same seed."""
+    n = data.draw(st.integers(1, 30))
+    labels = np.array(data.draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)))
+    scores = np.array(data.draw(st.lists(st.floats(1e-3, 10), min_size=n, max_size=n)))
+    means = np.array(data.draw(st.lists(st.floats(0.01, 0.99), min_size=n, max_size=n)))
+    f = data.draw(st.integers(1, 1000)) / 1000
+    if total_budget(n, f) == 0:
+        return
+    selection = dual_beta(scores, means, labels, f, np.random.default_rng(seed), balanced)
+    again = dual_beta(scores, means, labels, f, np.random.default_rng(seed), balanced)
+    assert selection.kept.tolist() == again.kept.tolist() and selection.ties_at_cutoff == 0
+    assert len(np.unique(selection.kept)) == len(selection.kept) == total_budget(n, f)
+    if balanced:
+        for c, k in class_budgets(labels, f).items():
+            assert int((labels[selection.kept] == c).sum()) == k
+
+
+def test_dual_beta_moves_toward_easy_samples_as_the_pruning_ratio_grows():
+    """2,000 samples, means and scores uniform: the kept samples' mean prediction mean grows with r
+    (f = .5, .2, .05: about .53, .70, .89 with this seed)."""
+    g = rng(0)
+    means, scores = g.uniform(0.02, 0.98, 2000), g.uniform(0.01, 1, 2000)
+    kept = [means[dual_beta(scores, means, np.zeros(2000, int), f, rng(1)).kept].mean() for f in (0.5, 0.2, 0.05)]
+    assert kept == sorted(kept) and kept[0] < 0.6 and kept[-1] > 0.85
+
+
+def test_dual_beta_is_not_a_random_baseline_draw():
+    assert not pipeline.selectors.draws_at_random("dual_beta") and not needs_embeddings("dual_beta")
+    assert SELECTORS.params("dual_beta", DUAL_BETA) == dual_beta_module.Params(c_d=4.0, cutoff_scorer="dual_difficulty")
+
+
+@pytest.mark.parametrize("params, message", [
+    ({}, "dual_beta: cutoff_scorer must name the configured scorer of 1 - each sample's prediction mean "
+         r"\(dual_difficulty\), got None"),
+    ({"cutoff_scorer": ""}, "dual_beta: cutoff_scorer must name .* got ''"),
+    ({**DUAL_BETA, "c_d": 0}, "dual_beta: c_d must be a finite number > 0, got 0"),
+    ({**DUAL_BETA, "c_d": -1.5}, "dual_beta: c_d must be a finite number > 0, got -1.5"),
+    ({**DUAL_BETA, "c_d": float("inf")}, "dual_beta: c_d must be a finite number > 0, got inf"),
+    ({**DUAL_BETA, "c_d": float("nan")}, "dual_beta: c_d must be a finite number > 0, got nan"),
+    ({**DUAL_BETA, "c_d": True}, "dual_beta: c_d must be a finite number > 0, got True"),
+    ({**DUAL_BETA, "c_d": [4]}, r"dual_beta: c_d must be a finite number > 0, got \[4\]"),
+    ({**DUAL_BETA, "cd": 4}, "unknown parameter 'cd' for selector 'dual_beta'; allowed: c_d, cutoff_scorer"),
+])
+def test_dual_beta_bad_parameters_are_one_line(params, message):
+    with pytest.raises(UserError, match=f"^{message}$"):
+        SELECTORS.params("dual_beta", params)
+
+
+@pytest.mark.parametrize("scores, means, f, message", [
+    ([1, 1, -0.5, 1], [0.5] * 4, 0.5, r"dual_beta weights each sample by its score, which must be >= 0 \(DUAL's are\), "
+                                      "got -0.5"),
+    ([1] * 4, [0.5, 0.5, 1.5, 0.5], 0.5, r"dual_beta: the scores of cutoff_scorer 'dual_difficulty' must be 1 - a "
+                                         r"prediction mean, in \[0, 1\] \(dual_difficulty's\), got -0.5 to 0.5"),
+    ([1, 0, 0, 0], [0.5] * 4, 0.5, "dual_beta: only 1 of the group's 4 samples have a positive weight "
+                                   r"\(score x Beta density\), fewer than its budget 2"),
+    # mu = .9625, r = .75, c_D = 4: beta = .5625 x (1 - .75^4) = .3845 < 1: infinite at m = 1
+    ([1] * 4, [0.95, 0.95, 0.95, 1.0], 0.25, r"dual_beta: the Beta\(15.62, 0.3845\) density is not finite at the "
+                                             r"prediction mean 1 of sample 3 \(1 such samples\)"),
+])
+def test_dual_beta_refuses_what_it_cannot_draw_from_in_one_line(scores, means, f, message):
+    with pytest.raises(UserError, match=f"^{message}$"):
+        dual_beta(scores, means, np.zeros(4, int), f, balanced=False)
+
+
+def test_subset_stage_gives_dual_beta_the_prediction_means(tmp_path):
+    """The subsets job reads dual_difficulty's table as the cutoff scorer's: it keeps what
+    select_subset draws from the two with the job's seeded generator, and records no ties."""
+    g = rng(5)
+    labels = np.repeat([0, 1], 10)
+    scores, difficulty = np.round(g.uniform(0.05, 1, 20), 3), np.round(g.uniform(0.05, 0.95, 20), 3)
+    paths = {name: tmp_path / f"{name}.parquet" for name in ("dual", "dual_difficulty")}
+    for name, values in (("dual", scores), ("dual_difficulty", difficulty)):
+        write_scores(pd.DataFrame({"sample_index": np.arange(20), "label": labels, "score": values}), paths[name],
+                     {**META, "scorer": name})
+    spec = {"scorer": "dual", "data": DATA, "selector": "dual_beta", "keep_fraction": 0.3, "seed": 3,
+            "class_balanced": True, "params": DUAL_BETA}
+    out = tmp_path / "subset.parquet"
+    pipeline.stages.subsets.main(["--spec", json.dumps(spec), "--scores", str(paths["dual"]),
+                                  "--cutoff-scores", str(paths["dual_difficulty"]), "--output", str(out)])
+    frame, meta = read_table(out)
+    expected = select_subset("dual_beta", scores, labels, 0.3, numpy_generator(3, "select", "dual_beta"), True,
+                             DUAL_BETA, cutoff_scores=difficulty)
+    assert frame["sample_index"].tolist() == expected.kept.tolist() and len(expected.kept) == 6
+    assert meta["ties_at_cutoff"] == 0 and meta["selector_params_used"] == {"c_d": 4.0, **DUAL_BETA}

@@ -151,7 +151,7 @@ def select_subset(
     the classes when class-balanced) and the Params used. ``scores[i]`` and ``labels[i]`` belong to
     sample ``i``; ``params`` are the selector's parameters, as a config entry (unknown names are a
     UserError) or its Params; ``cutoff_scores[i]``, another scorer's score of sample ``i``, for a
-    selector whose ``cutoff_scorer`` names one (``stratified``); ``embeddings[i]``, sample ``i``'s
+    selector whose ``cutoff_scorer`` names one (``stratified``, ``dual_beta``); ``embeddings[i]``, sample ``i``'s
     embedding (a 2-D torch tensor), for a selector that ``needs_embeddings``."""
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     if not 0 < keep_fraction <= 1:
@@ -191,4 +191,4 @@ def select_subset(
     return Selection(kept, sum(p.ties_at_cutoff for p in picked), params)
 
 
-from pipeline.selectors import easiest, hardest, herding, kcenter, medium, random, stratified  # noqa: E402,F401
+from pipeline.selectors import dual_beta, easiest, hardest, herding, kcenter, medium, random, stratified  # noqa: E402,F401

@@ -190,9 +190,10 @@ def _check_components(config: dict[str, Any]) -> None:
 
 
 def _check_geometric_scorers(config: dict, selector: str, scorers: list[str]) -> None:
-    """A selector that picks by the embeddings (herding, kcenter) ignores its scorer's scores (the
-    score table gives it the samples and labels): with a scorer whose scores are a random draw it
-    would be redrawn per student seed and taken for the random baseline of the gains."""
+    """A selector that picks by the embeddings either ignores its scorer's scores (herding, kcenter:
+    the score table gives them the samples and labels) or weighs its graph by them (d2): with a
+    scorer whose scores are a random draw it would be redrawn per student seed and taken for the
+    random baseline of the gains."""
     from pipeline.scorers import build_scorer
     from pipeline.selectors import needs_embeddings
 
@@ -200,8 +201,9 @@ def _check_geometric_scorers(config: dict, selector: str, scorers: list[str]) ->
         return
     for scorer in scorers:
         if build_scorer(scorer, config["scorers"][scorer]).draws_at_random:
-            raise UserError(f"config error in selection.selectors.{selector}: {selector} ignores the scores, so scorer "
-                            f"{scorer!r} would make it a random baseline; list it with a scorer that is not a random draw")
+            raise UserError(f"config error in selection.selectors.{selector}: {selector} picks by the embeddings, so "
+                            f"scorer {scorer!r} would make it a random baseline; list it with a scorer that is not a "
+                            f"random draw")
 
 
 @contextlib.contextmanager

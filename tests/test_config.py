@@ -62,7 +62,7 @@ BAD = [
     ("proxies.model_args", {"depth": 3}, "config error in proxies.model_args: unknown parameter 'depth' for model 'cnn'"),
     ("proxies.rounds", 3, "config error in proxies: unknown key 'rounds'; allowed: model, model_args, runs, score_epochs, seed"),
     ("scorers.forgetting", {"never_learned": "sometimes"}, "never_learned must be 'max' or 'zero', got 'sometimes'"),
-    ("selection.selectors", {"hardst": ["random"]}, "unknown selector 'hardst'; known: dual_beta, easiest, hardest, herding, kcenter, medium, random, stratified"),
+    ("selection.selectors", {"hardst": ["random"]}, "unknown selector 'hardst'; known: d2, dual_beta, easiest, hardest, herding, kcenter, medium, random, stratified"),
     ("selection.selectors", {"stratified": {"scorers": ["el2n"], "betta": 0.1}}, "unknown parameter 'betta' for selector 'stratified'; allowed: ties, beta, strata, cutoff_scorer"),
     ("selection.selectors", {"stratified": {"scorers": ["el2n"], "beta": 1.5}}, "stratified: beta (hard cutoff share) must be a number in [0, 1), got 1.5"),
     ("distillation.kd.infobatch", {"rate": 0.5}, "config error in distillation.kd.infobatch: unknown key 'rate'; allowed: delta, exact, ratio"),

@@ -152,18 +152,19 @@ def test_moderate_with_the_medium_selector_keeps_the_median_distances():
     assert kept.tolist() == [3, 4]
 
 
-def test_herding_or_kcenter_with_a_random_scorer_is_a_config_error():
-    """They ignore the scores: beside the random scorer they would be drawn per student seed and
-    taken for the random baseline of the gains."""
+@pytest.mark.parametrize("selector", ["kcenter", "d2"])
+def test_a_selector_by_the_embeddings_with_a_random_scorer_is_a_config_error(selector):
+    """kcenter ignores the scores, d2 weighs its graph by them: beside the random scorer either
+    would be drawn per student seed and taken for the random baseline of the gains."""
     import yaml
 
     from pipeline.config import validate_config
 
     config = yaml.safe_load((Path(__file__).parent / "configs" / "tiny.yaml").read_text())
-    config["selection"]["selectors"]["kcenter"] = ["el2n"]
+    config["selection"]["selectors"][selector] = ["el2n"]
     validate_config(yaml.safe_load(yaml.safe_dump(config)))
-    config["selection"]["selectors"]["kcenter"] = ["el2n", "random"]
-    with pytest.raises(UserError, match=r"^config error in selection.selectors.kcenter: kcenter ignores the scores, "
-                                        r"so scorer 'random' would make it a random baseline; list it with a scorer "
-                                        r"that is not a random draw$"):
+    config["selection"]["selectors"][selector] = ["el2n", "random"]
+    with pytest.raises(UserError, match=rf"^config error in selection.selectors.{selector}: {selector} picks by the "
+                                        r"embeddings, so scorer 'random' would make it a random baseline; list it "
+                                        r"with a scorer that is not a random draw$"):
         validate_config(config)

@@ -130,9 +130,9 @@ def test_with_download_every_job_that_loads_the_data_waits_for_the_one_download(
 
 
 def test_the_embeddings_are_one_job_per_scoring_teacher_planned_only_where_read():
-    """tiny_geometry: moderate's scores and the herding and kcenter subsets read the one embeddings
-    job, which reads the scoring teacher; the medium subset and random's scores do not; tiny reads
-    none, so plans none. A selector alone asks for them too. The job is one forward pass of the
+    """tiny_geometry: moderate's scores and the herding, kcenter and d2 subsets read the one
+    embeddings job, which reads the scoring teacher; the medium subset and random's scores do not;
+    tiny reads none, so plans none. A selector alone asks for them too. The job is one forward pass of the
     teacher over the training set; its name changes with the teacher, not with the experiment."""
     config = yaml.safe_load((CONFIGS / "tiny_geometry.yaml").read_text())
     exp = Experiment(validate_config(config))
@@ -141,7 +141,7 @@ def test_the_embeddings_are_one_job_per_scoring_teacher_planned_only_where_read(
     assert embeddings.place == f"embeddings/{embeddings.name}" and exp.config_name(embeddings) == "t4"
     assert exp.reads(embeddings) == [exp.teacher("t4")] and embeddings in exp.jobs()
     assert exp.reads(exp.scores("moderate")) == [embeddings] and exp.reads(exp.scores("random")) == []
-    for selector in ("herding", "kcenter"):
+    for selector in ("herding", "kcenter", "d2"):
         subset = Job.of("subsets", scorer="moderate", selector=selector, keep="0.1")
         assert exp.reads(subset) == [exp.scores("moderate"), embeddings]
     assert exp.reads(Job.of("subsets", scorer="moderate", selector="medium", keep="0.1")) == [exp.scores("moderate")]

@@ -109,4 +109,4 @@ def test_every_scorer_builds_with_its_defaults(name):
 
 
 def test_selectors_registered():
-    assert SELECTORS.names() == ["dual_beta", "easiest", "hardest", "herding", "kcenter", "medium", "random", "stratified"]
+    assert SELECTORS.names() == ["d2", "dual_beta", "easiest", "hardest", "herding", "kcenter", "medium", "random", "stratified"]

@@ -22,11 +22,12 @@ from pipeline.params import NoParams
 from pipeline.seeding import numpy_generator
 from pipeline.selectors import (SELECTORS, OrderParams, Picked, needs_embeddings, order_by_score, select_subset,
                                 split_ties)
+from pipeline.selectors import d2 as d2_module
 from pipeline.selectors import stratified as stratified_module
 from pipeline.selectors import dual_beta as dual_beta_module
 from pipeline.selectors.budget import class_budgets, total_budget
 from pipeline.selectors.dual_beta import beta_parameters, sampling_weights
-from pipeline.selectors.geometry import row_mean, squared_distances
+from pipeline.selectors.geometry import nearest_neighbors, pair_distances, row_mean, squared_distances
 from pipeline.selectors.medium import median_window
 from pipeline.selectors.stratified import allocate, stratum_of
 
@@ -366,7 +367,7 @@ def geometry(selector, scores, labels):
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-ORDERING = ("easiest", "hardest", "medium", "stratified")  # the selectors with a ties parameter
+ORDERING = ("d2", "easiest", "hardest", "medium", "stratified")  # the selectors with a ties parameter
 
 
 @FAST
@@ -478,7 +479,7 @@ def test_every_selector_is_registered_with_its_parameters():
     assert SELECTORS.params("random", {}, "x") == NoParams()
 
 
-@pytest.mark.parametrize("selector", ["easiest", "hardest", "medium", "stratified"])
+@pytest.mark.parametrize("selector", ["d2", "easiest", "hardest", "medium", "stratified"])
 @pytest.mark.parametrize("ties", ["Random", "lowest", "", None, 0, True, ["index"]])
 def test_bad_ties_is_one_line(selector, ties):
     with pytest.raises(UserError) as info:
@@ -493,7 +494,7 @@ def test_unknown_parameter_in_config_is_one_line():
         SELECTORS.params("stratified", {"betta": 0.1}, "selection.selectors.stratified")
     assert str(info.value) == ("config error in selection.selectors.stratified: unknown parameter 'betta' for "
                                "selector 'stratified'; allowed: ties, beta, strata, cutoff_scorer")
-    with pytest.raises(UserError, match=r"^unknown selector 'hardst'; known: dual_beta, easiest, hardest, herding, kcenter, medium, random, stratified$"):
+    with pytest.raises(UserError, match=r"^unknown selector 'hardst'; known: d2, dual_beta, easiest, hardest, herding, kcenter, medium, random, stratified$"):
         SELECTORS.params("hardst", {}, "selection.selectors.hardst")
     with pytest.raises(UserError, match=r"^selector 'stratified' params must be a mapping of names to values, got \[0\.1\]$"):
         SELECTORS.params("stratified", [0.1])
@@ -1045,6 +1046,172 @@ def test_distances_in_blocks_are_the_distances():
     assert distances.dtype == torch.float32
     assert distances.tolist() == [1.25, 10.0, 5.0, 28.0625, 1.0]
     assert row_mean(points, chunk_rows=2).tolist() == [0.5, 0.85]
+
+
+# ------------------------------------------------------------------ d2 (scores and embeddings)
+
+# LINE with neighbors = 1: kNN(0) = 1, kNN(1) = 0 (0 and 2 are both 1 away: the lower index),
+# kNN(2) = 1 (1 and 3 tie), kNN(3) = 2, kNN(10) = 3: undirected, the path 0 - 1 - 2 - 3 - 4
+PATH = {"neighbors": 1, "gamma_forward": 0.0, "gamma_reverse": 0.0, "ties": "index"}  # unit weights
+ONE_TO_FIVE = np.arange(1.0, 6.0)
+
+
+def d2_select(scores, points, labels, f, params, generator=None, balanced=True):
+    return select_subset("d2", scores, labels, f, generator or rng(), balanced, params, embeddings=points)
+
+
+def test_d2_graph_and_forward_message_passing_by_hand():
+    graph = d2_module.knn_graph(LINE, 1)
+    assert graph.start.tolist() == [0, 1, 3, 5, 7, 8]
+    assert graph.neighbor.tolist() == [1, 0, 2, 1, 3, 2, 4, 3] and graph.distance.tolist() == [1, 1, 1, 1, 1, 1, 7, 7]
+    # unit weights: each score plus its neighbours'
+    assert d2_module.forward(ONE_TO_FIVE, graph, 0.0).tolist() == [3.0, 6.0, 9.0, 12.0, 9.0]
+    e = math.exp(-1)
+    expected = [1 + 2 * e, 2 + 4 * e, 3 + 6 * e, 4 + 3 * e + 5 * math.exp(-7), 5 + 4 * math.exp(-7)]
+    assert d2_module.forward(ONE_TO_FIVE, graph, 1.0) == pytest.approx(expected, rel=1e-12, abs=0)
+    # neighbors = 2: kNN 0: 1, 2; 1: 0, 2 (tie at 1); 2: 1, 3 (tie at 1); 3: 2, 1; 10: 3, 2, so
+    # N(2) = 0, 1, 3, 4 and N(4) = 2, 3 at 8 and 7
+    graph = d2_module.knn_graph(LINE, 2)
+    assert np.split(graph.neighbor, graph.start[1:-1])[2].tolist() == [0, 1, 3, 4]
+    assert graph.distance[graph.start[4]:].tolist() == [8.0, 7.0]
+
+
+@pytest.mark.parametrize("f, kept", [(0.2, [3]), (0.4, [1, 3]), (0.6, [0, 1, 3]), (0.8, [0, 1, 3, 4]),
+                                     (1.0, [0, 1, 2, 3, 4])])
+def test_d2_by_hand_on_a_line(f, kept):
+    """Values after forward passing 3, 6, 9, 12, 9 (above). Keep 3 (12): 2 and 4 lose 12, to -3
+    and -3. Keep 1 (6): 0 loses 6 (-3), 2 too (-9). Then 0 and 4 tie at -3: the lower index, 0;
+    then 4. hardest would keep 3 and 4 first: d2 skips 3's neighbour."""
+    assert d2_select(ONE_TO_FIVE, LINE, np.zeros(5, int), f, PATH).kept.tolist() == kept
+    assert select_subset("hardest", ONE_TO_FIVE, np.zeros(5, int), 0.4, rng()).kept.tolist() == [3, 4]
+
+
+def test_d2_ties_at_the_cut():
+    """f = 0.6 cuts between 0 and 4, both at -3: 0 kept at -3 and 4 left out, 2 tied samples; f = 0.4
+    cuts between 1 (kept at 6) and values 3, -3, -3: none tied."""
+    labels = np.zeros(5, int)
+    assert d2_select(ONE_TO_FIVE, LINE, labels, 0.6, PATH).ties_at_cutoff == 2
+    assert d2_select(ONE_TO_FIVE, LINE, labels, 0.4, PATH).ties_at_cutoff == 0
+
+
+def test_d2_random_ties_draw_one_permutation_only_when_the_values_tie():
+    """Values 3, 6, 9, 12, 9 tie (2 and 4): one permutation of the group is drawn and orders the
+    tie of 0 and 4 at -3 met at the third keep. Scores 1, 2, 3, 4, 6 give 3, 6, 9, 13, 10: no
+    equal values, no draw (the generator is left as it was); the tie of 0 and 4 at -3 met at the
+    third keep goes to the lower index, as with ties: index."""
+    labels, params = np.zeros(5, int), {**PATH, "ties": "random"}
+    thirds = set()
+    for seed in range(6):
+        rank = np.random.default_rng(seed).permutation(5)
+        third = 0 if rank[0] < rank[4] else 4
+        selection = d2_select(ONE_TO_FIVE, LINE, labels, 0.6, params, rng(seed))
+        assert selection.kept.tolist() == sorted([1, 3, third]) and selection.ties_at_cutoff == 2
+        thirds.add(third)
+    assert thirds == {0, 4}
+    scores, generator = np.array([1.0, 2, 3, 4, 6]), rng(7)
+    assert d2_select(scores, LINE, labels, 0.6, params, generator).kept.tolist() == [0, 1, 3]
+    assert generator.integers(2**30) == rng(7).integers(2**30)
+    assert d2_select(scores, LINE, labels, 0.6, PATH).kept.tolist() == [0, 1, 3]
+
+
+def test_d2_weighted_reverse_messages():
+    """gamma_reverse = ln 2: a neighbour at distance 1 loses half the kept value. LINE's path,
+    scores 0, 0, 8, 0, 1, unit forward weights: values 0, 8, 8, 9, 1. Keep 3 (9): 2 to 8 - 4.5 =
+    3.5, 4 to 1 - 9 / 2^7. Keep 1 (8): 0 to -4, 2 to 3.5 - 4 = -0.5. Then 4 (0.93)."""
+    params = {**PATH, "gamma_reverse": math.log(2)}
+    kept = [d2_select(np.array([0.0, 0, 8, 0, 1]), LINE, np.zeros(5, int), f, params).kept.tolist()
+            for f in (0.4, 0.6, 0.8)]
+    assert kept == [[1, 3], [1, 3, 4], [1, 2, 3, 4]]
+
+
+def test_d2_sample_puts_lowered_and_raised_values_back_in_order():
+    """The path 0 - 1 - 2, unit weights; kept in the order kept. Values 5, 4, 3.5: keeping 0 lowers
+    1 to -1, below 2. Values -1, -2, -1.5: keeping 0 (-1) raises 1 by 1, to -1, above 2. Values
+    -1, -2, -1 with ranks 2, 0, 1: 2 before 0 (lower rank); it raises 1 to -1, which ties 0 and
+    goes first (rank 0); with ranks by index, 0, then 1 (raised to -1) before 2."""
+    path = d2_module.Graph(np.array([0, 1, 3, 4]), np.array([1, 0, 2, 1]), np.ones(4))
+    by_index = np.arange(3)
+    assert d2_module.sample(np.array([5.0, 4, 3.5]), path, 0.0, 2, by_index)[0].tolist() == [0, 2]
+    assert d2_module.sample(np.array([-1.0, -2, -1.5]), path, 0.0, 2, by_index)[0].tolist() == [0, 1]
+    assert d2_module.sample(np.array([-1.0, -2, -1]), path, 0.0, 2, np.array([2, 0, 1]))[0].tolist() == [2, 1]
+    assert d2_module.sample(np.array([-1.0, -2, -1]), path, 0.0, 2, by_index)[0].tolist() == [0, 1]
+
+
+def test_d2_shifts_negative_scores_to_zero():
+    """Scores with a negative one are shifted so that the lowest is 0: -2 .. 2 picks as 0 .. 4.
+    Non-negative scores are used as given: all 0 (a class nobody forgot), no value moves: 0, then
+    1 (the lowest indices); all 10: values 20, 30, 30, 30, 20, keep 1 (30), which lowers 0 and 2
+    to -10 and 0: then 3 (30). All -1 is shifted to all 0."""
+    labels = np.zeros(5, int)
+    for f in (0.4, 0.6, 0.8):
+        shifted = d2_select(np.arange(5.0), LINE, labels, f, PATH).kept.tolist()
+        assert d2_select(np.arange(5.0) - 2, LINE, labels, f, PATH).kept.tolist() == shifted
+    assert d2_select(np.zeros(5), LINE, labels, 0.4, PATH).kept.tolist() == [0, 1]
+    assert d2_select(np.full(5, 10.0), LINE, labels, 0.4, PATH).kept.tolist() == [1, 3]
+    assert d2_select(np.full(5, -1.0), LINE, labels, 0.4, PATH).kept.tolist() == [0, 1]
+
+
+def test_d2_per_class_and_over_the_whole_set():
+    """Class 0 is LINE with scores 1 .. 5 (samples 0-4), class 1 samples 5, 6, 7 at 20, 21, 23 with
+    scores 1, 1, 2 (the path 5 - 6 - 7: values 2, 4, 3). f = 0.5: budgets 3 and 1 (equal remainders,
+    the lower class gets the extra one): class 0 keeps 0, 1, 3 (above), class 1 keeps 6. Over the
+    whole set (k = 4, the same graph: 10's nearest is 3, not 20): 3, 1, then 6 (4), whose
+    neighbours drop to -2 and -1, then 7 (-1; 0 and 4 are at -3, 5 at -2)."""
+    points = torch.cat([LINE, torch.tensor([[20.0], [21.0], [23.0]])])
+    scores, labels = np.array([1.0, 2, 3, 4, 5, 1, 1, 2]), np.array([0] * 5 + [1] * 3)
+    assert d2_select(scores, points, labels, 0.5, PATH).kept.tolist() == [0, 1, 3, 6]
+    assert d2_select(scores, points, labels, 0.5, PATH, balanced=False).kept.tolist() == [1, 3, 6, 7]
+
+
+def test_d2_small_group_is_the_complete_graph():
+    """Default neighbors = 5 on a group of 3: each sample links to the other two. Points 0, 1, 3,
+    scores 1, 1, 1, gamma_forward 0: values 3, 3, 3; keep 0 (index); 1 and 2 each lose 3 e^(-0.1 d):
+    1 (d = 1) drops more than 2 (d = 3): keep 2."""
+    points = torch.tensor([[0.0], [1.0], [3.0]])
+    params = {"gamma_forward": 0, "ties": "index"}
+    assert d2_select(np.ones(3), points, np.zeros(3, int), 2 / 3, params).kept.tolist() == [0, 2]
+
+
+def test_d2_is_registered_with_its_parameters():
+    assert SELECTORS.params_type("d2") is d2_module.Params and issubclass(d2_module.Params, OrderParams)
+    assert SELECTORS.params("d2") == d2_module.Params(ties="random", neighbors=5, gamma_forward=1.0, gamma_reverse=0.1)
+    assert SELECTORS.params("d2", {"neighbors": 10, "gamma_reverse": 1}).gamma_reverse == 1
+    assert needs_embeddings("d2")
+
+
+@pytest.mark.parametrize("name, value, allowed", [
+    ("neighbors", 0, "an integer >= 1"), ("neighbors", 2.5, "an integer >= 1"), ("neighbors", True, "an integer >= 1"),
+    ("neighbors", "5", "an integer >= 1"), ("gamma_forward", -0.1, "a finite number >= 0"),
+    ("gamma_reverse", float("inf"), "a finite number >= 0"), ("gamma_reverse", float("nan"), "a finite number >= 0"),
+    ("gamma_forward", "1", "a finite number >= 0"), ("gamma_reverse", False, "a finite number >= 0")])
+def test_d2_bad_parameter_is_one_line(name, value, allowed):
+    with pytest.raises(UserError) as info:
+        SELECTORS.params("d2", {name: value}, "selection.selectors.d2")
+    assert str(info.value) == f"d2: {name} must be {allowed}, got {value!r}"
+
+
+def brute_force_neighbors(points, k):
+    """Every distance in float64, each row's k smallest others, equal distances by index."""
+    distances = torch.cdist(points.double(), points.double()).fill_diagonal_(float("inf")).numpy()
+    positions = np.broadcast_to(np.arange(len(points)), distances.shape)
+    return np.lexsort((positions, distances), axis=1)[:, :k]
+
+
+def test_nearest_neighbors_in_tiles_are_the_brute_force_ones():
+    """Tiles of 64 of 300 float16 points (the last short), and of 5 of a 6 x 6 integer grid plus two
+    copies of its rows 7 and 20 (many equal distances: the lowest index; a copy is at distance 0,
+    its original not its own neighbour)."""
+    points = torch.randn(300, 7, generator=torch.Generator().manual_seed(0)).half()
+    assert (nearest_neighbors(points, 5, chunk_rows=64).numpy() == brute_force_neighbors(points, 5)).all()
+    grid = torch.tensor([[x, y] for x in range(6) for y in range(6)], dtype=torch.float32)
+    grid = torch.cat([grid, grid[[7, 20]]])
+    for k in (1, 4, 37):
+        assert (nearest_neighbors(grid, k, chunk_rows=5).numpy() == brute_force_neighbors(grid, k)).all(), k
+    assert nearest_neighbors(grid, 1)[[7, 36]].tolist() == [[36], [7]]
+    with pytest.raises(ValueError, match="internal error"):
+        nearest_neighbors(grid, 38)
+    first, second = torch.tensor([0, 3, 36]), torch.tensor([35, 2, 7])
+    assert pair_distances(grid, first, second, chunk_rows=2).tolist() == pytest.approx([50 ** 0.5, 1.0, 0.0])
 
 
 def test_subset_stage_gives_herding_the_embeddings_of_the_scored_samples(tmp_path, capsys):

@@ -357,8 +357,9 @@ TINY_GEOMETRY = REPO / "tests" / "configs" / "tiny_geometry.yaml"
 @pytest.mark.skipif(not FASHION_MNIST.exists(), reason="needs Debian's dataset-fashion-mnist (scripts/setup.sh installs it)")
 def test_embedding_methods_end_to_end(tmp_path):
     """The embeddings job runs once; moderate's scores are each sample's distance to the
-    coordinate-wise median embedding of its class, and the herding and kcenter subsets are those
-    the selectors pick from the stored embeddings, recomputed here from the files."""
+    coordinate-wise median embedding of its class, and the herding, kcenter and d2 subsets are
+    those the selectors pick from the stored embeddings (and d2 from moderate's scores too),
+    recomputed here from the files."""
     import numpy as np
 
     from pipeline.seeding import numpy_generator
@@ -370,7 +371,8 @@ def test_embedding_methods_end_to_end(tmp_path):
     exp = experiment_of(TINY_GEOMETRY)
     summary = pd.read_parquet(results / "summary.parquet")
     assert sorted(zip(summary["scorer"], summary["selector"])) == [
-        ("moderate", "herding"), ("moderate", "kcenter"), ("moderate", "medium"), ("random", "hardest")]
+        ("moderate", "d2"), ("moderate", "herding"), ("moderate", "kcenter"), ("moderate", "medium"),
+        ("random", "hardest")]
     assert (summary["n_train"] == 60).all() and summary["gain_over_random"].notna().all()
 
     # one embeddings file, float16, every training sample, made from the run's data
@@ -389,13 +391,13 @@ def test_embedding_methods_end_to_end(tmp_path):
         expected[members] = np.linalg.norm(features - np.median(features, axis=0), axis=1)
     assert scores["score"].to_numpy() == pytest.approx(expected, rel=1e-12, abs=0)
 
-    for selector in ("herding", "kcenter"):
+    for selector in ("herding", "kcenter", "d2"):
         subset = pd.read_parquet(results / "subsets" / "moderate" / selector / "keep0.1.parquet")
         again = select_subset(selector, scores["score"].to_numpy(), labels, 0.1, numpy_generator(0, "select", selector),
                               embeddings=embeddings)
         assert subset["sample_index"].tolist() == again.kept.tolist(), selector
         meta = read_meta(results / "subsets" / "moderate" / selector / "keep0.1.parquet")
-        assert meta["ties_at_cutoff"] == 0 and meta["embeddings"] == {
+        assert meta["ties_at_cutoff"] == again.ties_at_cutoff == 0 and meta["embeddings"] == {
             "teacher": exp.teacher("t4").name, "content_hash": state["content_hash"], "device": "cpu"}
     costs = pd.read_parquet(results / "costs.parquet")
     assert exp.embeddings().place in set(costs["place"])

@@ -13,9 +13,10 @@ cutoff) has ``OrderParams`` (its one field, ``ties``) among its parameters and o
 ``order_by_score``. ``ties: random`` (default) orders equal scores by a permutation drawn from the
 selection's seeded generator; ``ties: index`` by ascending sample index (the only order before
 this option). The permutation is drawn only for a group that has equal scores, so scores without
-ties give the same subset in both modes and leave the generator untouched.
+ties give the same subset in both modes and leave the generator untouched. d2 takes ``ties`` too,
+for the equal values of its greedy pass (its module says how).
 
-Embeddings: a selector that picks by geometry rather than by score (herding, kcenter) sets
+Embeddings: a selector that picks by geometry (herding, kcenter; d2 by geometry and score) sets
 ``needs_embeddings = True`` on its function; ``select_subset`` then passes it, and only it, the
 keyword ``embeddings``: one row per sample of the group (a float tensor, on the device the
 distances are to be computed on). Every other selector keeps the plain signature.
@@ -79,8 +80,8 @@ def draws_at_random(name: str) -> bool:
 
 
 def needs_embeddings(name: str) -> bool:
-    """Whether selector ``name`` picks from the scoring teacher's embeddings (herding, kcenter), so
-    that its job must be given them."""
+    """Whether selector ``name`` picks from the scoring teacher's embeddings (herding, kcenter, d2),
+    so that its job must be given them."""
     return getattr(SELECTORS.get(name), "needs_embeddings", False)
 
 
@@ -191,4 +192,4 @@ def select_subset(
     return Selection(kept, sum(p.ties_at_cutoff for p in picked), params)
 
 
-from pipeline.selectors import dual_beta, easiest, hardest, herding, kcenter, medium, random, stratified  # noqa: E402,F401
+from pipeline.selectors import d2, dual_beta, easiest, hardest, herding, kcenter, medium, random, stratified  # noqa: E402,F401

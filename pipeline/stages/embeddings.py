@@ -1,5 +1,5 @@
 """Stage 1e: the scoring teacher's embeddings, written once per teacher and read by every scorer
-(``moderate``) and selector (``herding``, ``kcenter``) that works in embedding space.
+(``moderate``) and selector (``herding``, ``kcenter``, ``d2``) that works in embedding space.
 
 An embedding is the penultimate feature vector h, the input of the model's ``classifier``
 (``pipeline.features``), of the un-augmented image in eval mode (``pipeline.inference

@@ -13,7 +13,7 @@ fresh random draw for that seed: the selection is seeded by it and, for a scorer
 random draw (``random``), the scores are redrawn with it, exactly as that scorer scores with that
 seed; ``draw`` is then a column and in the metadata.
 
-A selector that picks by geometry (herding, kcenter: ``needs_embeddings``) is given the scoring
+A selector that picks by geometry (herding, kcenter, d2: ``needs_embeddings``) is given the scoring
 teacher's embeddings (``--embeddings``; refused unless made from the scores' data) and computes
 its distances on ``--device`` (the config's device, resolved where the job runs); the metadata's
 ``embeddings`` records their teacher, content hash and that device (None for other selectors).
@@ -44,7 +44,7 @@ def main(argv=None):
     p.add_argument("--spec", required=True, type=json.loads)
     p.add_argument("--scores", required=True)
     p.add_argument("--cutoff-scores", default=None, help="the cutoff_scorer's score table (stratified)")
-    p.add_argument("--embeddings", default=None, help="the scoring teacher's embeddings (herding, kcenter)")
+    p.add_argument("--embeddings", default=None, help="the scoring teacher's embeddings (herding, kcenter, d2)")
     p.add_argument("--device", default="cpu", help="where the selector computes distances between embeddings")
     p.add_argument("--output", required=True)
     args = p.parse_args(argv)

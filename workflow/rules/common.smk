@@ -267,7 +267,7 @@ def scores_of(scorer):
 
 def subset_inputs(wildcards):
     """The scorer's scores, the cutoff scorer's for a selector that cuts by another (CCS), and
-    the scoring teacher's embeddings for a selector that picks by them (herding, kcenter).
+    the scoring teacher's embeddings for a selector that picks by them (herding, kcenter, d2).
     """
     files = {"scores": scores_of(wildcards.scorer)}
     cutoff = config["selection"]["selectors"][wildcards.selector]["params"].get(

@@ -1,5 +1,5 @@
 # The scoring teacher's embeddings (penultimate features, un-augmented, float16): computed once per
-# teacher, in the shared folder, for the scorers (moderate) and selectors (herding, kcenter) that
+# teacher, in the shared folder, for the scorers (moderate) and selectors (herding, kcenter, d2) that
 # work in embedding space; planned only when one of them is configured.
 EMBEDDINGS = PLACES["embeddings"]
 

@@ -121,7 +121,7 @@ def _check_components(config: dict[str, Any]) -> None:
     from pipeline.models import MODELS
     from pipeline.params import params_dict
     from pipeline.scorers import SCORERS
-    from pipeline.selectors import SELECTORS
+    from pipeline.selectors import SELECTORS, second_scorer
 
     with _at("data.dataset"):
         DATASETS.get(config["data"]["dataset"])  # no parameters of its own: the data section is the schema's
@@ -167,7 +167,7 @@ def _check_components(config: dict[str, Any]) -> None:
         entry = {"scorers": entry} if isinstance(entry, list) else entry
         params = {k: v for k, v in entry.items() if k != "scorers"}
         with _at(f"selection.selectors.{selector}"):
-            cutoff = getattr(SELECTORS.params(selector, params, f"selection.selectors.{selector}"), "cutoff_scorer", None)
+            cutoff = second_scorer(selector, SELECTORS.params(selector, params, f"selection.selectors.{selector}"))
         selection["selectors"][selector] = {"scorers": entry["scorers"], "params": params}
         for scorer in [*entry["scorers"], *([cutoff] if cutoff else [])]:
             if scorer not in config["scorers"]:

@@ -19,7 +19,7 @@ from pipeline.distillation import DistillSetting, base_teacher
 from pipeline.flops import model_flops
 from pipeline.params import parse_params
 from pipeline.scorers import build_scorer
-from pipeline.selectors import draws_at_random, needs_embeddings
+from pipeline.selectors import draws_at_random, needs_embeddings, second_scorer
 from pipeline.train import TrainConfig, planned_epochs
 
 # Each rule's place below its folders: its outputs are under results/<folder>/<place>/ (or are
@@ -272,7 +272,7 @@ class Experiment:
         if job.shared:
             return self._reads[job]
         if job.rule in ("subsets", "drawn_subsets"):
-            cutoff = config["selection"]["selectors"][job["selector"]]["params"].get("cutoff_scorer")
+            cutoff = second_scorer(job["selector"], config["selection"]["selectors"][job["selector"]]["params"])
             return ([self.scores(job["scorer"])] + ([self.scores(cutoff)] if cutoff else [])
                     + ([self.embeddings()] if needs_embeddings(job["selector"]) else []))
         if job.rule == "students":

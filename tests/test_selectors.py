@@ -37,7 +37,7 @@ def rng(seed=0):
 
 
 INDEX = {"ties": "index"}  # equal scores by ascending sample index (the order before ``ties``)
-# dual_beta needs scores >= 0 and its cutoff scorer's prediction means: its own tests at the end
+# dual_beta needs scores >= 0 and its mean scorer's prediction means: its own tests at the end
 GENERIC = [name for name in SELECTORS.names() if name != "dual_beta"]
 
 
@@ -941,9 +941,9 @@ def test_stratified_cuts_by_another_scorer_when_asked():
     assert by_cutoff.kept.tolist() == [1, 2, 3, 4, 5]
     own = select_subset("stratified", scores, labels, 5 / 6, np.random.default_rng(0), False, {"beta": 0.2})
     assert own.kept.tolist() == [0, 1, 2, 3, 4]
-    with pytest.raises(UserError, match="cutoff scores are given exactly when cutoff_scorer names a scorer"):
+    with pytest.raises(UserError, match="a second scorer.s scores are given exactly when its cutoff_scorer names one"):
         select_subset("stratified", scores, labels, 0.5, rng, False, {"beta": 0.1, "cutoff_scorer": "aum"})  # no scores
-    with pytest.raises(UserError, match="cutoff scores are given exactly when cutoff_scorer names a scorer"):
+    with pytest.raises(UserError, match="selector 'hardest' reads no second scorer's scores, but some were given"):
         select_subset("hardest", scores, labels, 0.5, rng, False, {}, cutoff_scores=cutoff)
 
 
@@ -1247,12 +1247,12 @@ def test_subset_stage_gives_herding_the_embeddings_of_the_scored_samples(tmp_pat
 
 # ------------------------------------------------------------------ dual_beta (DUAL's Beta sampling)
 
-DUAL_BETA = {"cutoff_scorer": "dual_difficulty"}
+DUAL_BETA = {"mean_scorer": "dual_difficulty"}
 HAND_SCORES, HAND_MEANS = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.3, 0.5, 0.7, 0.9])  # mu = .6
 
 
 def dual_beta(scores, means, labels, f, generator=None, balanced=True, **params):
-    """dual_beta with prediction means ``means`` (its cutoff scorer's scores are 1 - the means)."""
+    """dual_beta with prediction means ``means`` (its mean scorer's scores are 1 - the means)."""
     return select_subset("dual_beta", np.asarray(scores, dtype=float), np.asarray(labels), f, generator or rng(),
                          balanced, {**DUAL_BETA, **params}, cutoff_scores=1 - np.asarray(means, dtype=float))
 
@@ -1390,20 +1390,20 @@ def test_dual_beta_moves_toward_easy_samples_as_the_pruning_ratio_grows():
 
 def test_dual_beta_is_not_a_random_baseline_draw():
     assert not pipeline.selectors.draws_at_random("dual_beta") and not needs_embeddings("dual_beta")
-    assert SELECTORS.params("dual_beta", DUAL_BETA) == dual_beta_module.Params(c_d=4.0, cutoff_scorer="dual_difficulty")
+    assert SELECTORS.params("dual_beta", DUAL_BETA) == dual_beta_module.Params(c_d=4.0, mean_scorer="dual_difficulty")
 
 
 @pytest.mark.parametrize("params, message", [
-    ({}, "dual_beta: cutoff_scorer must name the configured scorer of 1 - each sample's prediction mean "
+    ({}, "dual_beta: mean_scorer must name the configured scorer of 1 - each sample's prediction mean "
          r"\(dual_difficulty\), got None"),
-    ({"cutoff_scorer": ""}, "dual_beta: cutoff_scorer must name .* got ''"),
+    ({"mean_scorer": ""}, "dual_beta: mean_scorer must name .* got ''"),
     ({**DUAL_BETA, "c_d": 0}, "dual_beta: c_d must be a finite number > 0, got 0"),
     ({**DUAL_BETA, "c_d": -1.5}, "dual_beta: c_d must be a finite number > 0, got -1.5"),
     ({**DUAL_BETA, "c_d": float("inf")}, "dual_beta: c_d must be a finite number > 0, got inf"),
     ({**DUAL_BETA, "c_d": float("nan")}, "dual_beta: c_d must be a finite number > 0, got nan"),
     ({**DUAL_BETA, "c_d": True}, "dual_beta: c_d must be a finite number > 0, got True"),
     ({**DUAL_BETA, "c_d": [4]}, r"dual_beta: c_d must be a finite number > 0, got \[4\]"),
-    ({**DUAL_BETA, "cd": 4}, "unknown parameter 'cd' for selector 'dual_beta'; allowed: c_d, cutoff_scorer"),
+    ({**DUAL_BETA, "cd": 4}, "unknown parameter 'cd' for selector 'dual_beta'; allowed: c_d, mean_scorer"),
 ])
 def test_dual_beta_bad_parameters_are_one_line(params, message):
     with pytest.raises(UserError, match=f"^{message}$"):
@@ -1413,7 +1413,7 @@ def test_dual_beta_bad_parameters_are_one_line(params, message):
 @pytest.mark.parametrize("scores, means, f, message", [
     ([1, 1, -0.5, 1], [0.5] * 4, 0.5, r"dual_beta weights each sample by its score, which must be >= 0 \(DUAL's are\), "
                                       "got -0.5"),
-    ([1] * 4, [0.5, 0.5, 1.5, 0.5], 0.5, r"dual_beta: the scores of cutoff_scorer 'dual_difficulty' must be 1 - a "
+    ([1] * 4, [0.5, 0.5, 1.5, 0.5], 0.5, r"dual_beta: the scores of mean_scorer 'dual_difficulty' must be 1 - a "
                                          r"prediction mean, in \[0, 1\] \(dual_difficulty's\), got -0.5 to 0.5"),
     ([1, 0, 0, 0], [0.5] * 4, 0.5, "dual_beta: only 1 of the group's 4 samples have a positive weight "
                                    r"\(score x Beta density\), fewer than its budget 2"),
@@ -1427,7 +1427,7 @@ def test_dual_beta_refuses_what_it_cannot_draw_from_in_one_line(scores, means, f
 
 
 def test_subset_stage_gives_dual_beta_the_prediction_means(tmp_path):
-    """The subsets job reads dual_difficulty's table as the cutoff scorer's: it keeps what
+    """The subsets job reads dual_difficulty's table as its mean scorer's: it keeps what
     select_subset draws from the two with the job's seeded generator, and records no ties."""
     g = rng(5)
     labels = np.repeat([0, 1], 10)

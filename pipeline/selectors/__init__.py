@@ -85,6 +85,21 @@ def needs_embeddings(name: str) -> bool:
     return getattr(SELECTORS.get(name), "needs_embeddings", False)
 
 
+def second_scorer_key(name: str) -> str | None:
+    """The parameter of selector ``name`` that names a second configured scorer, whose table its
+    subset job reads too and passes it as ``cutoff_scores`` (``stratified``'s ``cutoff_scorer``,
+    ``dual_beta``'s ``mean_scorer``); None for a selector without one."""
+    return getattr(SELECTORS.get(name), "second_scorer", None)
+
+
+def second_scorer(name: str, params) -> str | None:
+    """The second scorer that selector ``name``'s ``params`` (a config mapping or its Params) name, or None."""
+    key = second_scorer_key(name)
+    if key is None:
+        return None
+    return params.get(key) if isinstance(params, Mapping) else getattr(params, key)
+
+
 def order_by_score(scores: np.ndarray, indices: np.ndarray, descending: bool, ties: str,
                    rng: np.random.Generator | None = None) -> np.ndarray:
     """``indices`` sorted by score (highest first when ``descending``), equal scores in ascending
@@ -164,8 +179,10 @@ def select_subset(
         raise UserError(f"keep fraction {keep_fraction} of {len(scores)} samples keeps none; allowed: f >= {0.5 / len(scores):.2g}")
     pick = SELECTORS.get(selector)
     params = SELECTORS.params(selector, params)
-    if (getattr(params, "cutoff_scorer", None) is None) != (cutoff_scores is None):
-        raise UserError(f"selector {selector!r}: cutoff scores are given exactly when cutoff_scorer names a scorer")
+    if (second_scorer(selector, params) is None) != (cutoff_scores is None):
+        key = second_scorer_key(selector)
+        raise UserError(f"selector {selector!r}: a second scorer's scores are given exactly when its {key} names one"
+                        if key else f"selector {selector!r} reads no second scorer's scores, but some were given")
     wants_embeddings = getattr(pick, "needs_embeddings", False)
     if wants_embeddings and embeddings is None:
         raise UserError(f"selector {selector!r} selects by the scoring teacher's embeddings, but none were given")

@@ -7,7 +7,7 @@ Beta density at its prediction mean, the Beta moving toward easy samples as the 
 Within a group of n samples with budget k (one class when class-balanced), pruning ratio
 r = 1 - k / n, DUAL scores s_i (the selection's scores) and prediction means m_i (the mean
 true-class probability over the teacher's first T epochs, m_i = 1 - d_i with d_i the scores of
-``cutoff_scorer``, i.e. of the scorer ``dual_difficulty``):
+``mean_scorer``, i.e. of the scorer ``dual_difficulty``):
 
     mu    = mean of m_i over the 10 highest-scoring samples of the group (all if n < 10)
     beta  = 15 (1 - mu) (1 - r^c_D)
@@ -57,16 +57,15 @@ SCALE = 15  # beta = SCALE (1 - mu) (1 - r^c_D), alpha = SCALE + 1 - beta (the r
 class Params:
     c_d: float = 4.0  # c_D, > 0: the larger, the later in r the Beta moves toward easy samples
     # the configured scorer whose scores are 1 - each sample's prediction mean: dual_difficulty, with dual's
-    # epochs (the subsets job gives a selector one other scorer's scores under this name, stratified's cutoff)
-    cutoff_scorer: str | None = None
+    mean_scorer: str | None = None
 
     def __post_init__(self):
         c_d = self.c_d
         if isinstance(c_d, bool) or not isinstance(c_d, Real) or not 0 < c_d < float("inf"):
             raise UserError(f"dual_beta: c_d must be a finite number > 0, got {c_d!r}")
-        if not isinstance(self.cutoff_scorer, str) or not self.cutoff_scorer:
-            raise UserError(f"dual_beta: cutoff_scorer must name the configured scorer of 1 - each sample's "
-                            f"prediction mean (dual_difficulty), got {self.cutoff_scorer!r}")
+        if not isinstance(self.mean_scorer, str) or not self.mean_scorer:
+            raise UserError(f"dual_beta: mean_scorer must name the configured scorer of 1 - each sample's "
+                            f"prediction mean (dual_difficulty), got {self.mean_scorer!r}")
 
 
 def beta_parameters(scores: np.ndarray, means: np.ndarray, indices: np.ndarray, prune_ratio: float,
@@ -89,11 +88,11 @@ def sampling_weights(scores: np.ndarray, means: np.ndarray, indices: np.ndarray,
 
 @SELECTORS.register("dual_beta", Params)
 def dual_beta(scores, indices, k, rng, params: Params, *, cutoff_scores):
-    """``cutoff_scores``: the ``cutoff_scorer``'s (dual_difficulty's) scores of the same samples."""
+    """``cutoff_scores``: the ``mean_scorer``'s (dual_difficulty's) scores of the same samples."""
     scores, indices = np.asarray(scores, dtype=np.float64), np.asarray(indices)
     difficulty = np.asarray(cutoff_scores, dtype=np.float64)
     if not ((difficulty >= 0) & (difficulty <= 1)).all():  # (NaN fails too)
-        raise UserError(f"dual_beta: the scores of cutoff_scorer {params.cutoff_scorer!r} must be 1 - a prediction "
+        raise UserError(f"dual_beta: the scores of mean_scorer {params.mean_scorer!r} must be 1 - a prediction "
                         f"mean, in [0, 1] (dual_difficulty's), got {difficulty.min():g} to {difficulty.max():g}")
     if (scores < 0).any():
         raise UserError(f"dual_beta weights each sample by its score, which must be >= 0 (DUAL's are), "
@@ -113,3 +112,7 @@ def dual_beta(scores, indices, k, rng, params: Params, *, cutoff_scores):
         raise UserError(f"dual_beta: only {positive} of the group's {n} samples have a positive weight "
                         f"(score x Beta density), fewer than its budget {k}")
     return Picked(np.sort(rng.choice(indices, size=k, replace=False, p=weights / weights.sum())))
+
+
+# the parameter naming the scorer whose table select_subset passes as cutoff_scores
+dual_beta.second_scorer = "mean_scorer"

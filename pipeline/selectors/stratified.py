@@ -105,3 +105,7 @@ def stratified(scores, indices, k, rng, params: Params = Params(), cutoff_scores
     picked = [rng.choice(np.sort(indices[bins == j]), size=shares[j], replace=False)
               for j in np.flatnonzero(shares)]
     return Picked(np.sort(np.concatenate(picked)), ties)
+
+
+# the parameter naming the scorer whose table select_subset passes as cutoff_scores
+stratified.second_scorer = "cutoff_scorer"

@@ -34,7 +34,7 @@ from pipeline.io import REMAKE, read_table, require_same_data, scores_hash, stab
 from pipeline.params import params_dict
 from pipeline.scorers import SCORERS
 from pipeline.seeding import numpy_generator
-from pipeline.selectors import select_subset
+from pipeline.selectors import second_scorer, select_subset
 from pipeline.stages.embeddings import read_embeddings
 
 
@@ -43,7 +43,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--spec", required=True, type=json.loads)
     p.add_argument("--scores", required=True)
-    p.add_argument("--cutoff-scores", default=None, help="the cutoff_scorer's score table (stratified)")
+    p.add_argument("--cutoff-scores", default=None, help="the second scorer's score table (stratified's cutoff_scorer, dual_beta's mean_scorer)")
     p.add_argument("--embeddings", default=None, help="the scoring teacher's embeddings (herding, kcenter, d2)")
     p.add_argument("--device", default="cpu", help="where the selector computes distances between embeddings")
     p.add_argument("--output", required=True)
@@ -55,7 +55,7 @@ def main(argv=None):
         raise UserError(f"{args.scores} is not in canonical sample order")
     cutoff = None
     if args.cutoff_scores is not None:
-        table, cutoff_meta = read_scores(args.cutoff_scores, spec["params"].get("cutoff_scorer"), spec["data"])
+        table, cutoff_meta = read_scores(args.cutoff_scores, second_scorer(spec["selector"], spec["params"]), spec["data"])
         require_same_data(args.cutoff_scores, cutoff_meta["dataset_fingerprint"], meta["dataset_fingerprint"])
         if not np.array_equal(table["sample_index"].to_numpy(), index):
             raise UserError(f"{args.cutoff_scores} scores other samples than {args.scores}")

@@ -18,7 +18,7 @@ from pipeline.errors import UserError
 from pipeline.jobs import PLACES, SHARED, Experiment, Job, without
 from pipeline.models.released import TORCHVISION, check_checkpoints
 from pipeline.scorers import build_scorer
-from pipeline.selectors import needs_embeddings
+from pipeline.selectors import needs_embeddings, second_scorer
 from pipeline import warm
 
 try:
@@ -266,12 +266,13 @@ def scores_of(scorer):
 
 
 def subset_inputs(wildcards):
-    """The scorer's scores, the cutoff scorer's for a selector that cuts by another (CCS), and
-    the scoring teacher's embeddings for a selector that picks by them (herding, kcenter, d2).
+    """The scorer's scores, a second scorer's for a selector that reads one (stratified's cutoff,
+    dual_beta's prediction means), and the scoring teacher's embeddings for a selector that picks
+    by them (herding, kcenter, d2).
     """
     files = {"scores": scores_of(wildcards.scorer)}
-    cutoff = config["selection"]["selectors"][wildcards.selector]["params"].get(
-        "cutoff_scorer"
+    cutoff = second_scorer(
+        wildcards.selector, config["selection"]["selectors"][wildcards.selector]["params"]
     )
     if cutoff:
         files["cutoff"] = scores_of(cutoff)

@@ -110,3 +110,14 @@ def test_every_scorer_builds_with_its_defaults(name):
 
 def test_selectors_registered():
     assert SELECTORS.names() == ["d2", "dual_beta", "easiest", "hardest", "herding", "kcenter", "medium", "random", "stratified"]
+
+
+def test_every_scorer_is_one_file_of_its_name():
+    """The scores rule's input is the scorer's own source file (pipeline/scorers/<name>.py), so
+    that changing one scorer reruns its scores only: a scorer registered elsewhere would have none."""
+    from pathlib import Path
+
+    import pipeline.scorers
+
+    folder = Path(pipeline.scorers.__file__).parent
+    assert [name for name in SCORERS.names() if not (folder / f"{name}.py").exists()] == []

@@ -371,8 +371,8 @@ def test_embedding_methods_end_to_end(tmp_path):
     exp = experiment_of(TINY_GEOMETRY)
     summary = pd.read_parquet(results / "summary.parquet")
     assert sorted(zip(summary["scorer"], summary["selector"])) == [
-        ("moderate", "d2"), ("moderate", "herding"), ("moderate", "kcenter"), ("moderate", "medium"),
-        ("random", "hardest")]
+        ("dual", "dual_beta"), ("moderate", "d2"), ("moderate", "herding"), ("moderate", "kcenter"),
+        ("moderate", "medium"), ("random", "hardest")]
     assert (summary["n_train"] == 60).all() and summary["gain_over_random"].notna().all()
 
     # one embeddings file, float16, every training sample, made from the run's data
@@ -399,6 +399,14 @@ def test_embedding_methods_end_to_end(tmp_path):
         meta = read_meta(results / "subsets" / "moderate" / selector / "keep0.1.parquet")
         assert meta["ties_at_cutoff"] == again.ties_at_cutoff == 0 and meta["embeddings"] == {
             "teacher": exp.teacher("t4").name, "content_hash": state["content_hash"], "device": "cpu"}
+    # DUAL's Beta sampling: the draw the selector makes from dual's and dual_difficulty's stored tables
+    dual, difficulty = (pd.read_parquet(shared / f"{exp.scores(name).place}.parquet") for name in ("dual", "dual_difficulty"))
+    assert dual["sample_index"].tolist() == difficulty["sample_index"].tolist() == list(range(600))
+    subset = pd.read_parquet(results / "subsets" / "dual" / "dual_beta" / "keep0.1.parquet")
+    again = select_subset("dual_beta", dual["score"].to_numpy(), dual["label"].to_numpy(), 0.1,
+                          numpy_generator(0, "select", "dual_beta"), params={"mean_scorer": "dual_difficulty"},
+                          cutoff_scores=difficulty["score"].to_numpy())
+    assert subset["sample_index"].tolist() == again.kept.tolist() and len(again.kept) == 60
     costs = pd.read_parquet(results / "costs.parquet")
     assert exp.embeddings().place in set(costs["place"])
 

@@ -124,6 +124,7 @@ def build_scorer(name: str, params: dict[str, Any] | None = None, where: str | N
 from pipeline.scorers import (  # noqa: E402,F401
     aum,
     dual,
+    dual_difficulty,
     dyn_unc,
     el2n,
     entropy,

@@ -11,14 +11,8 @@ Defaults T = 30, J = 10 (the paper's CIFAR setting). Higher = kept. The released
 10, which changes no ranking. ``hardest`` keeps the highest (DUAL without the sampling).
 
 The paper pairs the score with a pruning-ratio-adaptive Beta sampling of the kept samples: the
-selector ``dual_beta`` (``pipeline.selectors.dual_beta``). It also needs each sample's prediction
-mean, the mean of P_t(y|x) over the same first T epochs, which ``dual_difficulty`` gives as a score
-(higher = harder):
-
-    dual_difficulty(x) = 1 - mean_{t=1}^{T} P_t(y|x)
-
-(DUAL's difficulty term over all T epochs rather than per window; default T = 30, as the released
-code's ``target_probs[:30]``). Give it the same ``epochs`` as ``dual``.
+selector ``dual_beta`` (``pipeline.selectors.dual_beta``), which also reads each sample's prediction
+mean from the scorer ``dual_difficulty`` (``pipeline.scorers.dual_difficulty``).
 """
 from __future__ import annotations
 
@@ -58,24 +52,4 @@ class DUAL(Scorer):
         probs = per_epoch(ctx.dynamics, "true_prob", scored, len(ctx.data.train), self.name, self.params.epochs)
         scores = np.full(len(ctx.data.train), np.nan)
         scores[scored] = dual(probs[scored], self.params.window)
-        return scores
-
-
-@SCORERS.register("dual_difficulty")
-class DUALDifficulty(Scorer):
-    needs = frozenset({"dynamics"})
-
-    @dataclass(frozen=True)
-    class Params:
-        epochs: int = 30  # T: the first T epochs of the teacher's training (as dual's)
-
-        def __post_init__(self):
-            if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-                raise UserError(f"dual_difficulty epochs must be an integer >= 1, got {self.epochs!r}")
-
-    def score(self, ctx):
-        scored = ctx.data.train_indices.numpy()  # the teacher never saw the held-out samples
-        probs = per_epoch(ctx.dynamics, "true_prob", scored, len(ctx.data.train), self.name, self.params.epochs)
-        scores = np.full(len(ctx.data.train), np.nan)
-        scores[scored] = 1.0 - probs[scored].mean(axis=1)
         return scores

@@ -167,8 +167,9 @@ def select_subset(
     the classes when class-balanced) and the Params used. ``scores[i]`` and ``labels[i]`` belong to
     sample ``i``; ``params`` are the selector's parameters, as a config entry (unknown names are a
     UserError) or its Params; ``cutoff_scores[i]``, another scorer's score of sample ``i``, for a
-    selector whose ``cutoff_scorer`` names one (``stratified``, ``dual_beta``); ``embeddings[i]``, sample ``i``'s
-    embedding (a 2-D torch tensor), for a selector that ``needs_embeddings``."""
+    selector whose parameters name a second scorer (``second_scorer``: ``stratified``'s cutoff,
+    ``dual_beta``'s prediction means); ``embeddings[i]``, sample ``i``'s embedding (a 2-D torch
+    tensor), for a selector that ``needs_embeddings``."""
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     if not 0 < keep_fraction <= 1:
         raise UserError(f"keep fraction must be in (0, 1], got {keep_fraction}")

@@ -272,7 +272,8 @@ def subset_inputs(wildcards):
     """
     files = {"scores": scores_of(wildcards.scorer)}
     cutoff = second_scorer(
-        wildcards.selector, config["selection"]["selectors"][wildcards.selector]["params"]
+        wildcards.selector,
+        config["selection"]["selectors"][wildcards.selector]["params"],
     )
     if cutoff:
         files["cutoff"] = scores_of(cutoff)

@@ -163,4 +163,6 @@ def test_the_embeddings_are_one_job_per_scoring_teacher_planned_only_where_read(
     longer = yaml.safe_load(yaml.safe_dump(config))
     longer["teachers"]["t4"]["train"]["epochs"] = 3
     changed = {key for key, name in shared_names(longer).items() if name != shared_names(config)[key]}
-    assert changed == {("teachers", "t4"), ("embeddings", "t4"), ("scores", "moderate")}
+    # (dual and dual_difficulty read the teacher's training dynamics)
+    assert changed == {("teachers", "t4"), ("embeddings", "t4"), ("scores", "moderate"), ("scores", "dual"),
+                       ("scores", "dual_difficulty")}

@@ -4,16 +4,19 @@ students' per-class accuracy),
 the stages that write a teacher's outputs, and the scorers; it sits below all of them.
 
 In fp32 (TF32 convolutions on GPUs) rather than bf16: scores rank these logits, and bf16's 3
-significant digits would tie many of them.
+significant digits would tie many of them. Every forward pass here, and the online teacher's, runs
+on ``for_inference``'s copy of the model, its BatchNorms folded into the convolutions before them.
 """
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+import copy
+from typing import NamedTuple
 
 import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.fx.experimental.optimization import fuse
 
 from pipeline.data import Split
 from pipeline.data.splits import Views
@@ -21,33 +24,49 @@ from pipeline.features import penultimate_features
 from pipeline.progress import progress_bar
 
 
-def _logits_per_batch(model: nn.Module, split: Split, batch_size: int, device: torch.device,
-                      views: Views | None = None, augment=None,
-                      indices: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
-    # The move to the device and channels_last happens outside inference mode: parameters
-    # converted inside it would become inference tensors, and a model evaluated before training
-    # (a teacher about to be pruned) could not train.
+def for_inference(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` (moved to ``device``, channels_last and eval mode, in place) as a copy whose
+    BatchNorms that follow a convolution are folded into its weights: the same function up to float
+    rounding, without the BatchNorm's separate pass over every activation (1.8x the images per
+    second of the default teacher on one CPU thread). A model torch.fx cannot trace (a forward that
+    branches on a tensor's shape, as VGG's) is returned itself, unfolded: folding only saves time."""
+    # The move happens outside inference mode: parameters converted inside it would become
+    # inference tensors, and a model evaluated before training (a teacher about to be pruned)
+    # could not train.
     model.to(device, memory_format=torch.channels_last).eval()
+    try:
+        # A copy: the model itself keeps its BatchNorms and can train on.
+        traced = torch.fx.symbolic_trace(copy.deepcopy(model))
+    except Exception:  # whatever stops the tracer (control flow, len() of an input, ...): run it as it is
+        return model
+    return fuse(traced, inplace=True, no_trace=True).to(memory_format=torch.channels_last)
+
+
+def _logits(model: nn.Module, split: Split, batch_size: int, device: torch.device,
+            views: Views | None = None, augment=None, indices: torch.Tensor | None = None) -> torch.Tensor:
+    """The logits (CPU float32) of ``model``, a ``for_inference`` copy, on ``split`` (or its ``indices``)."""
     indices = torch.arange(len(split)) if indices is None else indices
     batches = split.batches(indices, batch_size, device=device, augment=augment, views=views)
     with torch.inference_mode():
-        for x, _, _ in progress_bar(batches, -(-len(indices) // batch_size), f"predicting {len(indices)} samples"):
-            yield model(x.contiguous(memory_format=torch.channels_last)).float()
+        return torch.cat([model(x.contiguous(memory_format=torch.channels_last)).float().cpu()
+                          for x, _, _ in progress_bar(batches, -(-len(indices) // batch_size),
+                                                      f"predicting {len(indices)} samples")])
 
 
 def predict(model: nn.Module, split: Split, batch_size: int, device: torch.device,
             views: Views | None = None, augment=None) -> torch.Tensor:
     """Logits of every sample of ``split`` in canonical order, eval mode (CPU float32). With
     ``views`` (and the split's ``augment``), on those fixed augmented views instead of the clean images."""
-    return torch.cat([logits.cpu() for logits in _logits_per_batch(model, split, batch_size, device, views, augment)])
+    return _logits(for_inference(model, device), split, batch_size, device, views, augment)
 
 
 def predict_with_features(model: nn.Module, split: Split, batch_size: int,
                           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and penultimate features h (the input of ``model.classifier``) of every sample of
     ``split``, as ``predict`` (CPU float32)."""
+    model = for_inference(model, device)
     with penultimate_features(model) as features:
-        logits = predict(model, split, batch_size, device)
+        logits = _logits(model, split, batch_size, device)
     if len(features) != len(logits):  # the classifier ran more than once per forward
         raise RuntimeError(f"{type(model).__name__}.classifier saw {len(features)} rows for {len(logits)} samples")
     return logits, features.cat()
@@ -62,7 +81,7 @@ class Evaluation(NamedTuple):
 def evaluate(model: nn.Module, split: Split, batch_size: int, device: torch.device,
              indices: torch.Tensor | None = None) -> Evaluation:
     """Accuracy, mean cross-entropy and predictions on ``split`` (or on its samples ``indices``)."""
-    logits = torch.cat([logits.cpu() for logits in _logits_per_batch(model, split, batch_size, device, indices=indices)])
+    logits = _logits(for_inference(model, device), split, batch_size, device, indices=indices)
     labels = split.labels if indices is None else split.labels[indices]
     predictions = logits.argmax(1)
     return Evaluation(float((predictions == labels).float().mean()), float(F.cross_entropy(logits, labels)), predictions)

@@ -25,7 +25,7 @@ from pipeline.data.splits import TensorSplit, Views, random_views
 from pipeline.errors import UserError
 from pipeline.features import LayerOutputs
 from pipeline.checkpoints import TEACHER_KEY, load_torch, require_teacher, save_torch
-from pipeline.inference import predict
+from pipeline.inference import for_inference, predict
 from pipeline.losses import DistillLoss
 from pipeline.seeding import torch_generator
 
@@ -76,6 +76,7 @@ class OnlineTeacher(TeacherOutputs):
 
     def __init__(self, model: nn.Module):
         self.model = model
+        self._forward = model  # what runs: the model, or its folded copy
         self._layers = LayerOutputs(None, ())
         self._mode = torch.inference_mode
 
@@ -85,16 +86,19 @@ class OnlineTeacher(TeacherOutputs):
 
     def start(self, loss, augment, device):
         super().start(loss, augment, device)
-        # channels_last: about 2x faster convolutions on CPU (oneDNN) and the layout tensor cores want.
-        self.model.to(device, memory_format=torch.channels_last).eval()
+        if loss.teacher_layers:
+            # The loss hooks the teacher's own layers (VID), which folding would merge or change;
+            # no_grad, not inference mode: the hooks' outputs must be ordinary tensors.
+            self.model.to(device, memory_format=torch.channels_last).eval()
+            self._forward, self._mode = self.model, torch.no_grad
+        else:
+            self._forward, self._mode = for_inference(self.model, device), torch.inference_mode
         self._layers = LayerOutputs(self.model, loss.teacher_layers)
-        # Inference mode unless the loss reads the teacher's features (VID's hooks need ordinary tensors).
-        self._mode = torch.no_grad if loss.teacher_layers else torch.inference_mode
         return self
 
     def logits(self, x, idx, epoch):
         with self._mode():
-            logits = self.model(x)
+            logits = self._forward(x)
         return logits.float()  # (a normal tensor again, if made in inference mode)
 
     @property

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from tiny import CPU, inputs, make_model
 
-from pipeline.inference import evaluate, per_class_accuracy, predict, predict_with_features
+from pipeline.inference import evaluate, for_inference, per_class_accuracy, predict, predict_with_features
+from pipeline.models import build_model
 
 
 def test_predict_with_features(data):
@@ -54,3 +55,33 @@ def test_per_class_accuracy(data):
     table = per_class_accuracy(evaluate(ConstantModel(), data.test, 3, CPU).predictions, data.test.labels, 4)
     assert table["label"].tolist() == [0, 1, 2, 3] and table["samples"].tolist() == [1, 2, 1, 0]
     assert table["accuracy"].iloc[:3].tolist() == [0.0, 1.0, 0.0] and np.isnan(table["accuracy"].iloc[3])
+
+
+def batchnorms(model):
+    return sum(isinstance(module, torch.nn.BatchNorm2d) for module in model.modules())
+
+
+def test_for_inference_folds_each_batchnorm_into_its_convolution_and_leaves_the_model_as_it_was(data):
+    model = make_model()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    folded = for_inference(model, CPU)
+    assert batchnorms(model) == 3 and batchnorms(folded) == 0
+    # the folded convolution: weight * gamma / sqrt(var + eps), bias beta - mean * gamma / sqrt(var + eps)
+    conv, bn = model.features[0], model.features[1]
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    torch.testing.assert_close(folded.get_submodule("features.0").weight, conv.weight * scale.view(-1, 1, 1, 1))
+    torch.testing.assert_close(folded.get_submodule("features.0").bias, bn.bias - bn.running_mean * scale)
+    x = inputs(data.train)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-6)
+    for name, value in model.state_dict().items():  # the model itself is unchanged and can train on
+        assert torch.equal(value, before[name]), name
+    assert not model.training and all(p.requires_grad and not p.is_inference() for p in model.parameters())
+    model.train()(x).sum().backward()
+
+
+def test_a_model_the_tracer_cannot_follow_runs_unfolded(data):
+    model = ConstantModel()  # len() of its input stops torch.fx
+    assert for_inference(model, CPU) is model
+    vgg = build_model("vgg8", 3, 1)  # branches on the feature map's size
+    assert for_inference(vgg, CPU) is vgg and batchnorms(vgg) > 0

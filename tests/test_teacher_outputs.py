@@ -116,6 +116,22 @@ def test_each_source_says_which_losses_it_cannot_serve():
     assert "without augmentation" in CachedViews.problem(kd, False)
 
 
+def test_the_online_teacher_runs_folded_unless_the_loss_hooks_its_layers(data, teacher):
+    """KD reads only logits, so the teacher runs with its BatchNorms folded into the convolutions
+    (the same logits to float rounding); VID hooks the teacher's own layers, so it runs as it is."""
+    x, _, idx = next(data.train.batches(torch.arange(6), 6, device=CPU))
+    with torch.no_grad():
+        expected = teacher.eval()(x)
+    kd = OnlineTeacher(teacher).start(build_loss("kd"), True, CPU)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in kd._forward.modules())
+    torch.testing.assert_close(kd.logits(x, idx, 0), expected, rtol=1e-5, atol=1e-6)
+    vid = OnlineTeacher(teacher).start(build_loss("vid", student_layers=["features.2"], teacher_layers=["features.2"]), True, CPU)
+    assert vid._forward is teacher
+    torch.testing.assert_close(vid.logits(x, idx, 0), expected, rtol=0, atol=0)
+    assert vid.features["features.2"].shape[1] == teacher.features[0].out_channels
+    vid.stop()
+
+
 def test_a_loss_that_needs_a_teacher_is_refused_without_one(data):
     with pytest.raises(UserError, match="^NoTeacher cannot serve loss HintonKD: the loss needs a teacher$"):
         fit(build_model("cnn", 3, 1, width=2), data, torch.arange(6), TrainConfig(epochs=1, batch_size=3),

@@ -1,8 +1,9 @@
 """Where a student's teacher logits come from while it trains, one object per source:
 
 - ``NoTeacher``: labels only;
-- ``OnlineTeacher``: the teacher network run on every batch the student sees (and, for losses that
-  read its layers, such as VID, its features taken with forward hooks);
+- ``OnlineTeacher``: the teacher network run on every batch the student sees, with its BatchNorms
+  folded into its convolutions (``pipeline.inference.for_inference``), or, for losses that read its
+  layers, such as VID, as it is, its features taken with forward hooks;
 - ``CachedViews``: the teacher's logits computed once on K fixed augmented views of every training
   sample (rule ``teacher_views``); in epoch e the student sees view e mod K of each sample and the
   teacher's logits on exactly that view, so no teacher runs during training.
